@@ -1,0 +1,18 @@
+//! Scaff's pure domain: what a workflow is, how a definition is checked, and the ports the
+//! adapters implement. No I/O lives here (no tokio, sqlx, axum, reqwest or ractor), so every
+//! rule is unit-tested without a runtime.
+//!
+//! # Layout
+//! - [`diag`]: located problems ([`diag::Diagnostic`]) and their stable codes.
+//! - [`located`]: YAML/JSON text → a tree of nodes that remember line and column, with limits
+//!   against alias bombs and deep nesting.
+//! - [`workflow`]: the workflow model and [`workflow::parse`], which reports every problem.
+//! - [`lang`]: the seam where expression and template syntax checks plug in.
+//! - [`store`]: the storage port (records and traits) the PostgreSQL and SQLite adapters
+//!   implement.
+
+pub mod diag;
+pub mod lang;
+pub mod located;
+pub mod store;
+pub mod workflow;

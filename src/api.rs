@@ -1,0 +1,143 @@
+//! The REST API: `router(state)` builds every route, with the OpenAPI document generated from
+//! the handlers themselves (utoipa), so the served `/openapi.yaml` cannot drift from the code.
+//!
+//! Errors of every kind — handler errors, unknown routes, wrong methods, malformed paths and
+//! queries, panics — leave as RFC 9457 problem+json (see [`error`]).
+
+pub mod body;
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod workflows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scaff_core::store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use error::ApiError;
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Request limits.
+    pub limits: Limits,
+    /// The OpenAPI document as YAML, rendered once.
+    pub openapi_yaml: Arc<str>,
+}
+
+impl AppState {
+    /// Builds the state around a store.
+    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
+        let openapi_yaml = openapi_yaml().into();
+        Self {
+            store,
+            limits,
+            openapi_yaml,
+        }
+    }
+}
+
+/// Top-level facts of the OpenAPI document; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Scaff API",
+        description = "Schema-first AI workflow orchestration: save workflow definitions, run them as durable \
+                       executions, and resume them with people's input. Errors are RFC 9457 problem+json.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    tags(
+        (name = "workflows", description = "Workflow definitions and their versions"),
+        (name = "operations", description = "Health, readiness and the API description")
+    )
+)]
+struct ApiDoc;
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(workflows::create_workflow, workflows::list_workflows))
+        .routes(routes!(workflows::validate_posted))
+        .routes(routes!(workflows::get_workflow))
+        .routes(routes!(workflows::add_version))
+        .routes(routes!(workflows::get_version))
+        .routes(routes!(workflows::validate_stored))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+}
+
+/// The OpenAPI document describing every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    ops::document_extras(&mut doc);
+    doc
+}
+
+/// The OpenAPI document as YAML, exactly as served at `/openapi.yaml`.
+pub fn openapi_yaml() -> String {
+    openapi()
+        .to_yaml()
+        .unwrap_or_else(|e| format!("# the OpenAPI document could not be rendered: {e}\n"))
+}
+
+/// Every route, with problem+json fallbacks, body limits, request ids, tracing and panic capture.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = routes().split_for_parts();
+    let max_body = state.limits.max_body_bytes;
+    api.merge(ops::static_routes(doc))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute(StatusCode::NOT_FOUND, format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::Internal(format!("handler panicked: {message}")).into_response()
+}

@@ -1,0 +1,84 @@
+//! Operations endpoints: liveness, readiness, the OpenAPI document and the rendered reference.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::OpenApi;
+use utoipa_scalar::{Scalar, Servable};
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+
+/// A health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The store is unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.store.ping().await?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+async fn openapi_yaml(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        state.openapi_yaml.to_string(),
+    )
+}
+
+/// `/openapi.yaml` and `/docs`, which describe the API rather than belong to it.
+pub fn static_routes(doc: OpenApi) -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/openapi.yaml", axum::routing::get(openapi_yaml))
+        .merge(Scalar::with_url("/docs", doc))
+}
+
+/// Documents the two descriptive routes, which are not utoipa handlers.
+pub fn document_extras(doc: &mut OpenApi) {
+    use utoipa::openapi::path::{OperationBuilder, PathItem};
+    use utoipa::openapi::{ContentBuilder, HttpMethod, ResponseBuilder};
+    let yaml = OperationBuilder::new()
+        .tag("operations")
+        .summary(Some("This OpenAPI document, as YAML"))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("The document")
+                .content("application/yaml", ContentBuilder::new().build()),
+        )
+        .build();
+    let docs = OperationBuilder::new()
+        .tag("operations")
+        .summary(Some("A rendered API reference (HTML)"))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("The reference page")
+                .content("text/html", ContentBuilder::new().build()),
+        )
+        .build();
+    doc.paths
+        .paths
+        .insert("/openapi.yaml".into(), PathItem::new(HttpMethod::Get, yaml));
+    doc.paths
+        .paths
+        .insert("/docs".into(), PathItem::new(HttpMethod::Get, docs));
+}

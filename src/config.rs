@@ -1,0 +1,123 @@
+//! Configuration from the command line, each flag with a `SCAFF_…` environment twin.
+//!
+//! Values are parsed once in `main` and handed down explicitly; nothing reads the environment
+//! after start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The database used when nothing is configured: a file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://scaff.db";
+
+/// Scaff: a schema-first AI workflow orchestrator.
+#[derive(Debug, Parser)]
+#[command(name = "scaff", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, env = "SCAFF_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in `tracing` env-filter syntax (e.g. `info`, `scaff=debug,sqlx=warn`).
+    #[arg(long, env = "SCAFF_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrations are applied on start).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Check workflow files and print each problem as `file:line:col: error: message`.
+    Validate(ValidateArgs),
+    /// Print the OpenAPI document the server serves.
+    Openapi,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite://PATH` (embedded, the default) or `postgres://USER@HOST/DB`.
+    /// When unset, `DATABASE_URL` is read too; failing both, `sqlite://scaff.db`.
+    #[arg(long, env = "SCAFF_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most database connections (SQLite: readers; it always has one writer).
+    #[arg(long, env = "SCAFF_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+impl DatabaseArgs {
+    /// The URL to use: the flag or `SCAFF_DATABASE_URL`, else `DATABASE_URL`, else the default.
+    pub fn url(&self) -> String {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+    }
+}
+
+/// `scaff serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port and logs it).
+    #[arg(long, env = "SCAFF_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "SCAFF_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds to let in-flight requests finish after SIGTERM or ctrl-c.
+    #[arg(long, env = "SCAFF_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    pub shutdown_grace_s: u64,
+
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `scaff validate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ValidateArgs {
+    /// Workflow files (YAML or JSON).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log pipelines.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_to_loopback_8080() {
+        let cli = Cli::try_parse_from(["scaff", "serve"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.max_body_bytes, 1024 * 1024);
+    }
+}

@@ -1,0 +1,16 @@
+//! The `scaff` server: the adapters around `scaff-core` and the composition root's parts.
+//!
+//! # Layout
+//! - [`api`]: the REST API (axum): routes, problem+json errors, the OpenAPI document.
+//! - [`store`]: the PostgreSQL and SQLite adapters of `scaff_core::store`, and migrations.
+//! - [`config`]: command-line and environment configuration (clap).
+//! - [`telemetry`]: structured logging.
+//! - [`report`]: compiler-style rendering of definition problems for `scaff validate`.
+//!
+//! `main.rs` is the only place that knows every concrete type and wires them together.
+
+pub mod api;
+pub mod config;
+pub mod report;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,130 @@
+//! The `scaff` binary: parses the command line and wires the concrete parts together.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use scaff::api::{self, AppState, Limits};
+use scaff::config::{Cli, Command, DatabaseArgs, ServeArgs, ValidateArgs};
+use scaff::store::{self, StoreOptions, redact_url};
+use scaff::{report, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate(args) => migrate(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Validate(args) => Ok(validate(&args)),
+            Command::Openapi => {
+                print!("{}", api::openapi_yaml());
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let url = args.database.url();
+    let store = store::connect(&url, &store_options(&args.database, true))
+        .await
+        .with_context(|| format!("opening {}", redact_url(&url)))?;
+    let state = AppState::new(store, Limits { max_body_bytes: args.max_body_bytes });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, database = %redact_url(&url), "scaff listening on http://{local}");
+    let grace = Duration::from_secs(args.shutdown_grace_s);
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal());
+    let served = tokio::spawn(async move { server.await });
+    // Once a signal arrives, in-flight requests get `grace` to finish.
+    tokio::pin!(served);
+    tokio::select! {
+        r = &mut served => r??,
+        () = async { shutdown_signal().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("shutdown grace period over; exiting with requests still in flight");
+        }
+    }
+    tracing::info!("scaff stopped");
+    Ok(())
+}
+
+async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
+    let url = args.url();
+    store::connect(&url, &store_options(&args, true))
+        .await
+        .with_context(|| format!("migrating {}", redact_url(&url)))?;
+    println!("migrations applied to {}", redact_url(&url));
+    Ok(())
+}
+
+fn store_options(args: &DatabaseArgs, migrate: bool) -> StoreOptions {
+    StoreOptions {
+        max_connections: args.db_max_connections,
+        migrate,
+    }
+}
+
+/// Checks each file; prints problems compiler-style; fails when any file has one.
+fn validate(args: &ValidateArgs) -> ExitCode {
+    let mut failed = false;
+    for path in &args.files {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{name}: error: cannot read the file: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        match scaff_core::workflow::parse(&text) {
+            Ok(_) => println!("{name}: ok"),
+            Err(diags) => {
+                print!("{}", report::render(&name, &diags));
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
