@@ -83,7 +83,10 @@ struct ApiDoc;
 
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(workflows::create_workflow, workflows::list_workflows))
+        .routes(routes!(
+            workflows::create_workflow,
+            workflows::list_workflows
+        ))
         .routes(routes!(workflows::validate_posted))
         .routes(routes!(workflows::get_workflow))
         .routes(routes!(workflows::add_version))
@@ -123,7 +126,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NoRoute(StatusCode::NOT_FOUND, format!("no route for {}", uri.path()))
+    ApiError::NoRoute(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

@@ -13,7 +13,10 @@ use scaff::{report, telemetry};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging(cli.log_format, &cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -45,14 +48,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = store::connect(&url, &store_options(&args.database, true))
         .await
         .with_context(|| format!("opening {}", redact_url(&url)))?;
-    let state = AppState::new(store, Limits { max_body_bytes: args.max_body_bytes });
+    let state = AppState::new(
+        store,
+        Limits {
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, database = %redact_url(&url), "scaff listening on http://{local}");
     let grace = Duration::from_secs(args.shutdown_grace_s);
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal());
+    let server =
+        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal());
     let served = tokio::spawn(async move { server.await });
     // Once a signal arrives, in-flight requests get `grace` to finish.
     tokio::pin!(served);
@@ -103,7 +112,11 @@ fn validate(args: &ValidateArgs) -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -30,7 +30,12 @@ mod tests {
 
     #[test]
     fn lines_are_file_line_col_error_message() {
-        let d = Diagnostic::new(codes::KEY_UNKNOWN, "steps[0].nxet", Location::new(4, 5), "unknown key `nxet`; did you mean `next`?");
+        let d = Diagnostic::new(
+            codes::KEY_UNKNOWN,
+            "steps[0].nxet",
+            Location::new(4, 5),
+            "unknown key `nxet`; did you mean `next`?",
+        );
         assert_eq!(
             render("flow.yaml", &[d]),
             "flow.yaml:4:5: error: unknown key `nxet`; did you mean `next`? (at steps[0].nxet) [key.unknown]\n"

@@ -48,12 +48,19 @@ pub fn check_template(src: &str) -> Result<(), LangError> {
     let mut rest = src;
     let mut consumed = 0;
     while let Some(open) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
-        let close_tag = if rest[open..].starts_with("{{") { "}}" } else { "%}" };
+        let close_tag = if rest[open..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
         let after = &rest[open + 2..];
         let Some(close) = after.find(close_tag) else {
             return Err(LangError {
                 offset: src[..consumed + open].chars().count(),
-                message: format!("`{}` is never closed by `{close_tag}`", &rest[open..open + 2]),
+                message: format!(
+                    "`{}` is never closed by `{close_tag}`",
+                    &rest[open..open + 2]
+                ),
             });
         };
         consumed += open + 2 + close + 2;

@@ -117,7 +117,8 @@ pub struct Page<T> {
 #[async_trait]
 pub trait WorkflowStore: Send + Sync {
     /// Saves version 1 of a new workflow; `Conflict` when the id exists.
-    async fn create_workflow(&self, new: NewWorkflowVersion) -> Result<WorkflowVersion, StoreError>;
+    async fn create_workflow(&self, new: NewWorkflowVersion)
+    -> Result<WorkflowVersion, StoreError>;
 
     /// Saves the next version of an existing workflow; `NotFound` when the id does not exist,
     /// `VersionMismatch` when `expected_version` is not the next number.

@@ -26,15 +26,13 @@ use crate::located::{self, Limits};
 /// nothing after it can be trusted.
 pub fn parse(src: &str) -> Result<Workflow, Vec<Diagnostic>> {
     let (root, warnings) = located::load(src, Limits::default()).map_err(|d| vec![d])?;
-    let mut decoder = decode::Decoder {
-        diags: warnings,
-    };
+    let mut decoder = decode::Decoder { diags: warnings };
     let workflow = document::decode(&mut decoder, &root);
     let mut diags = decoder.diags;
     match workflow {
         Some(wf) if diags.is_empty() => Ok(wf),
         _ => {
-            diags.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+            diags.sort_by_key(|a| (a.line, a.column));
             diags.dedup();
             Err(diags)
         }

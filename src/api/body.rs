@@ -132,18 +132,17 @@ fn from_json(text: String) -> Result<DefinitionSource, ApiError> {
             errors: vec![diag],
         }
     })?;
-    if let serde_json::Value::Object(map) = &value {
-        if map.len() == 1 {
-            if let Some(inner) = map.get("yaml") {
-                return match inner {
-                    serde_json::Value::String(s) => Ok(DefinitionSource(s.clone())),
-                    _ => Err(ApiError::BadRequest {
-                        detail: "`yaml` must be a string holding the workflow file".into(),
-                        errors: Vec::new(),
-                    }),
-                };
-            }
-        }
+    if let serde_json::Value::Object(map) = &value
+        && map.len() == 1
+        && let Some(inner) = map.get("yaml")
+    {
+        return match inner {
+            serde_json::Value::String(s) => Ok(DefinitionSource(s.clone())),
+            _ => Err(ApiError::BadRequest {
+                detail: "`yaml` must be a string holding the workflow file".into(),
+                errors: Vec::new(),
+            }),
+        };
     }
     Ok(DefinitionSource(text))
 }

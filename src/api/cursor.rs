@@ -14,7 +14,9 @@ pub fn encode(kind: &str, key: &str) -> String {
 /// Decodes a cursor made by [`encode`] for the same `kind`.
 pub fn decode(kind: &str, cursor: &str) -> Result<String, ApiError> {
     let bad = || ApiError::BadRequest {
-        detail: "`cursor` is not a cursor this listing issued; pass `next_cursor` from a previous page".into(),
+        detail:
+            "`cursor` is not a cursor this listing issued; pass `next_cursor` from a previous page"
+                .into(),
         errors: Vec::new(),
     };
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;

@@ -121,7 +121,9 @@ impl ApiError {
             ApiError::NoRoute(..) => ("not-found", "Not found"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
             ApiError::TooLarge(_) => ("payload-too-large", "Payload too large"),
-            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         }
@@ -175,10 +177,9 @@ impl IntoResponse for ApiError {
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_JSON),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     response
 }
 
@@ -188,14 +189,19 @@ mod tests {
 
     #[test]
     fn store_details_never_reach_the_client() {
-        let problem = ApiError::Unavailable("password authentication failed for user x".into()).problem();
+        let problem =
+            ApiError::Unavailable("password authentication failed for user x".into()).problem();
         assert_eq!(problem.status, 503);
         assert!(!problem.detail.contains("password"));
     }
 
     #[test]
     fn version_mismatch_is_a_conflict_naming_the_next_version() {
-        let e: ApiError = StoreError::VersionMismatch { expected: 5, latest: 2 }.into();
+        let e: ApiError = StoreError::VersionMismatch {
+            expected: 5,
+            latest: 2,
+        }
+        .into();
         assert_eq!(e.status_code(), StatusCode::CONFLICT);
         assert!(e.to_string().contains("next version would be 3"), "{e}");
     }

@@ -133,11 +133,16 @@ fn parse(src: &str) -> Result<Workflow, ApiError> {
 }
 
 fn canonical(wf: &Workflow) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(wf).map_err(|e| ApiError::Internal(format!("serializing a definition: {e}")))
+    serde_json::to_value(wf)
+        .map_err(|e| ApiError::Internal(format!("serializing a definition: {e}")))
 }
 
 /// The record to save: the id filled in, the author's `version` kept only as an expectation.
-fn new_version(id: String, mut wf: Workflow, source: String) -> Result<NewWorkflowVersion, ApiError> {
+fn new_version(
+    id: String,
+    mut wf: Workflow,
+    source: String,
+) -> Result<NewWorkflowVersion, ApiError> {
     let expected_version = wf.version.take();
     wf.id = Some(id.clone());
     Ok(NewWorkflowVersion {
@@ -180,7 +185,10 @@ fn id_location(src: &str) -> Option<Location> {
     }
 }
 
-fn created(location: String, saved: WorkflowVersion) -> (StatusCode, HeaderMap, Json<WorkflowResponse>) {
+fn created(
+    location: String,
+    saved: WorkflowVersion,
+) -> (StatusCode, HeaderMap, Json<WorkflowResponse>) {
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, value);
@@ -208,8 +216,14 @@ pub async fn create_workflow(
     DefinitionSource(src): DefinitionSource,
 ) -> Result<(StatusCode, HeaderMap, Json<WorkflowResponse>), ApiError> {
     let wf = parse(&src)?;
-    let id = wf.id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let saved = state.store.create_workflow(new_version(id, wf, src)?).await?;
+    let id = wf
+        .id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let saved = state
+        .store
+        .create_workflow(new_version(id, wf, src)?)
+        .await?;
     Ok(created(format!("/v1/workflows/{}", saved.id), saved))
 }
 
@@ -236,8 +250,14 @@ pub async fn add_version(
 ) -> Result<(StatusCode, HeaderMap, Json<WorkflowResponse>), ApiError> {
     let wf = parse(&src)?;
     check_id_matches(&src, &wf, &id)?;
-    let saved = state.store.add_workflow_version(new_version(id, wf, src)?).await?;
-    Ok(created(format!("/v1/workflows/{}/versions/{}", saved.id, saved.version), saved))
+    let saved = state
+        .store
+        .add_workflow_version(new_version(id, wf, src)?)
+        .await?;
+    Ok(created(
+        format!("/v1/workflows/{}/versions/{}", saved.id, saved.version),
+        saved,
+    ))
 }
 
 /// List workflows (latest versions), by id.
@@ -254,7 +274,11 @@ pub async fn list_workflows(
 ) -> Result<Json<WorkflowList>, ApiError> {
     let query = WorkflowQuery {
         name_contains: params.name.filter(|n| !n.is_empty()),
-        after_id: params.cursor.as_deref().map(|c| cursor::decode(LIST_KIND, c)).transpose()?,
+        after_id: params
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode(LIST_KIND, c))
+            .transpose()?,
         limit: cursor::limit(params.limit)?,
     };
     let page = state.store.list_workflows(&query).await?;
@@ -320,7 +344,9 @@ pub async fn get_version(
         (status = 422, description = "Every problem, located", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn validate_posted(DefinitionSource(src): DefinitionSource) -> Result<Json<ValidationResult>, ApiError> {
+pub async fn validate_posted(
+    DefinitionSource(src): DefinitionSource,
+) -> Result<Json<ValidationResult>, ApiError> {
     let wf = parse(&src)?;
     Ok(Json(ValidationResult {
         valid: true,

@@ -12,8 +12,8 @@ use sqlx::types::Json;
 
 use super::rows::{SummaryRow, VersionRow, page, saved};
 use super::{
-    ConnectError, StoreOptions, is_unique_violation, like_pattern, now_micros, unavailable,
-    VERSION_RACE_RETRIES,
+    ConnectError, StoreOptions, VERSION_RACE_RETRIES, is_unique_violation, like_pattern,
+    now_micros, unavailable,
 };
 
 /// PostgreSQL-backed store.
@@ -48,9 +48,15 @@ impl PgStore {
 
 #[async_trait]
 impl WorkflowStore for PgStore {
-    async fn create_workflow(&self, new: NewWorkflowVersion) -> Result<WorkflowVersion, StoreError> {
+    async fn create_workflow(
+        &self,
+        new: NewWorkflowVersion,
+    ) -> Result<WorkflowVersion, StoreError> {
         if let Some(expected) = new.expected_version.filter(|v| *v != 1) {
-            return Err(StoreError::VersionMismatch { expected, latest: 0 });
+            return Err(StoreError::VersionMismatch {
+                expected,
+                latest: 0,
+            });
         }
         let now = now_micros();
         let result = sqlx::query(
@@ -132,11 +138,11 @@ impl WorkflowStore for PgStore {
             "SELECT id, version, name, description, definition, source_yaml, start_step, \
              created_at, created_by FROM workflows WHERE id = $1 ORDER BY version DESC LIMIT 1",
         )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map(|r| r.map(Into::into))
-            .map_err(unavailable)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|r| r.map(Into::into))
+        .map_err(unavailable)
     }
 
     async fn workflow_version(

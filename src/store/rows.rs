@@ -48,7 +48,11 @@ pub(super) struct SummaryRow {
 }
 
 /// The record of a version just inserted.
-pub(super) fn saved(new: NewWorkflowVersion, version: i64, created_at: DateTime<Utc>) -> WorkflowVersion {
+pub(super) fn saved(
+    new: NewWorkflowVersion,
+    version: i64,
+    created_at: DateTime<Utc>,
+) -> WorkflowVersion {
     WorkflowVersion {
         id: new.id,
         version,
@@ -66,7 +70,11 @@ pub(super) fn saved(new: NewWorkflowVersion, version: i64, created_at: DateTime<
 pub(super) fn page(mut rows: Vec<SummaryRow>, limit: usize) -> Page<WorkflowSummary> {
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next_after = if more { rows.last().map(|r| r.id.clone()) } else { None };
+    let next_after = if more {
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
     Page {
         items: rows
             .into_iter()

@@ -20,7 +20,9 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 
 use super::rows::{SummaryRow, VersionRow, page, saved};
-use super::{ConnectError, StoreOptions, is_unique_violation, like_pattern, now_micros, unavailable};
+use super::{
+    ConnectError, StoreOptions, is_unique_violation, like_pattern, now_micros, unavailable,
+};
 
 /// SQLite-backed store.
 #[derive(Clone)]
@@ -63,9 +65,15 @@ impl SqliteStore {
 
 #[async_trait]
 impl WorkflowStore for SqliteStore {
-    async fn create_workflow(&self, new: NewWorkflowVersion) -> Result<WorkflowVersion, StoreError> {
+    async fn create_workflow(
+        &self,
+        new: NewWorkflowVersion,
+    ) -> Result<WorkflowVersion, StoreError> {
         if let Some(expected) = new.expected_version.filter(|v| *v != 1) {
-            return Err(StoreError::VersionMismatch { expected, latest: 0 });
+            return Err(StoreError::VersionMismatch {
+                expected,
+                latest: 0,
+            });
         }
         let now = now_micros();
         let result = sqlx::query(
@@ -120,11 +128,12 @@ impl WorkflowStore for SqliteStore {
         if let Some(version) = inserted {
             return Ok(saved(new, version, now));
         }
-        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM workflows WHERE id = ?1")
-            .bind(&new.id)
-            .fetch_one(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let latest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM workflows WHERE id = ?1")
+                .bind(&new.id)
+                .fetch_one(&self.read)
+                .await
+                .map_err(unavailable)?;
         Err(match (latest, new.expected_version) {
             (Some(latest), Some(expected)) => StoreError::VersionMismatch { expected, latest },
             _ => StoreError::NotFound(format!("workflow `{}`", new.id)),

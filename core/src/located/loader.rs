@@ -225,19 +225,23 @@ impl Builder {
                 loc,
                 anchor,
                 ..
-            } => (
-                Node {
-                    value: Value::Map(entries),
-                    loc,
-                },
-                anchor,
-            ),
+            } => {
+                // yaml-rust2 marks a block mapping after its first key; the mapping starts
+                // where that key does (a flow mapping's `{` comes first and is kept).
+                let loc = match entries.first() {
+                    Some((k, _)) if (k.loc.line, k.loc.column) < (loc.line, loc.column) => k.loc,
+                    _ => loc,
+                };
+                (
+                    Node {
+                        value: Value::Map(entries),
+                        loc,
+                    },
+                    anchor,
+                )
+            }
         };
-        let (size, height) = if anchor > 0 {
-            measure(&node)
-        } else {
-            (0, 0)
-        };
+        let (size, height) = if anchor > 0 { measure(&node) } else { (0, 0) };
         self.finish_node(node, anchor, size, height)
     }
 
@@ -415,10 +419,10 @@ fn resolve_plain(text: String) -> Value {
         if let Ok(i) = i64::from_str_radix(hex, 16) {
             return Value::Int(i);
         }
-    } else if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Value::Int(i);
-        }
+    } else if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::Int(i);
     }
     if looks_numeric(&text) {
         if let Ok(i) = text.parse::<i64>() {
@@ -520,7 +524,10 @@ mod tests {
     #[test]
     fn modest_aliases_expand() {
         let (root, _) = parse("base: &b {x: 1}\ncopy: *b\n").expect("parses");
-        assert_eq!(map_get(&root, "copy").to_json(), serde_json::json!({"x": 1}));
+        assert_eq!(
+            map_get(&root, "copy").to_json(),
+            serde_json::json!({"x": 1})
+        );
     }
 
     #[test]

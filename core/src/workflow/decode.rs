@@ -47,6 +47,14 @@ impl<'n> Obj<'n> {
             .map_or(self.loc, |(k, _)| k.loc)
     }
 
+    /// The location of the value under `key`, or of the mapping when absent.
+    pub fn value_loc(&self, key: &str) -> Location {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map_or(self.loc, |(_, v)| v.loc)
+    }
+
     /// The path of `key` inside this mapping.
     pub fn path_of(&self, key: &str) -> String {
         join(&self.path, key)
@@ -225,16 +233,19 @@ impl Decoder {
             items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| {
-                    self.string(item, &index(path, i))
-                        .map(|s| (s, item.loc))
-                })
+                .filter_map(|(i, item)| self.string(item, &index(path, i)).map(|s| (s, item.loc)))
                 .collect(),
         )
     }
 
     /// One of `allowed` (exactly as written) at `node`.
-    pub fn one_of(&mut self, node: &Node, path: &str, allowed: &[&str], what: &str) -> Option<String> {
+    pub fn one_of(
+        &mut self,
+        node: &Node,
+        path: &str,
+        allowed: &[&str],
+        what: &str,
+    ) -> Option<String> {
         let text = self.string(node, path)?;
         if allowed.contains(&text.as_str()) {
             return Some(text);

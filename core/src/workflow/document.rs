@@ -30,21 +30,21 @@ pub(super) fn decode(d: &mut Decoder, root: &Node) -> Option<Workflow> {
     }
     let obj = d.mapping(root, "", TOP_KEYS)?;
     let id = d.opt_str(&obj, "id");
-    if let Some(id) = &id {
-        if !is_identifier(id) {
-            d.err(
-                codes::VALUE_INVALID,
-                "id",
-                obj.get("id").map_or(obj.loc, |n| n.loc),
-                format!("`{id}` is not a valid id (1-64 of letters, digits, `_`, `-`, `.`)"),
-            );
-        }
+    if let Some(id) = &id
+        && !is_identifier(id)
+    {
+        d.err(
+            codes::VALUE_INVALID,
+            "id",
+            obj.get("id").map_or(obj.loc, |n| n.loc),
+            format!("`{id}` is not a valid id (1-64 of letters, digits, `_`, `-`, `.`)"),
+        );
     }
     let name = d.req_str(&obj, "name", "the workflow's display name");
-    if let (Some(n), Some(node)) = (&name, obj.get("name")) {
-        if n.trim().is_empty() {
-            d.err(codes::VALUE_INVALID, "name", node.loc, "the name is empty");
-        }
+    if let (Some(n), Some(node)) = (&name, obj.get("name"))
+        && n.trim().is_empty()
+    {
+        d.err(codes::VALUE_INVALID, "name", node.loc, "the name is empty");
     }
     let description = d.opt_str(&obj, "description");
     let version = d.opt_count(&obj, "version", 1).map(|v| v as i64);
@@ -67,7 +67,7 @@ pub(super) fn decode(d: &mut Decoder, root: &Node) -> Option<Workflow> {
         Some(node) => decode_steps(d, node, &mut nodes),
         None => None,
     };
-    if let (Some(start_id), Some(start)) = (&start_step, start) {
+    if let (Some(start_id), Some(start), false) = (&start_step, start, nodes.is_empty()) {
         graph::check(
             d,
             &nodes,

@@ -1,5 +1,5 @@
 //! Durations as workflow files write them: `90s`, `15m`, `12h`, `2d`, `1h30m`, or a bare
-//! number of seconds. Stored canonically as the shortest exact spelling.
+//! number of seconds. Stored canonically with the largest units first (`90s` → `1m30s`).
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,9 @@ impl Duration {
 
     /// Parses `90s`, `1h30m`, `2d` (units `s`, `m`, `h`, `d`, each at most once, largest first).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not a duration (write e.g. `90s`, `15m`, `12h`, `1h30m`, `2d`)");
+        let bad = || {
+            format!("`{text}` is not a duration (write e.g. `90s`, `15m`, `12h`, `1h30m`, `2d`)")
+        };
         let text_trim = text.trim();
         if text_trim.is_empty() {
             return Err(bad());
@@ -67,7 +69,10 @@ impl Duration {
             return Err(format!("`{amount}` is not a positive amount of time"));
         }
         if secs > MAX_SECONDS as f64 {
-            return Err(format!("longer than the maximum of {}", Duration(MAX_SECONDS)));
+            return Err(format!(
+                "longer than the maximum of {}",
+                Duration(MAX_SECONDS)
+            ));
         }
         Self::checked(secs.round() as u64)
     }
@@ -76,7 +81,10 @@ impl Duration {
         if secs == 0 {
             Err("a duration must be longer than zero".into())
         } else if secs > MAX_SECONDS {
-            Err(format!("longer than the maximum of {}", Duration(MAX_SECONDS)))
+            Err(format!(
+                "longer than the maximum of {}",
+                Duration(MAX_SECONDS)
+            ))
         } else {
             Ok(Self(secs))
         }
@@ -126,7 +134,17 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        for bad in ["", "h", "10", "1x", "30m1h", "1h1h", "0s", "-5s", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "10",
+            "1x",
+            "30m1h",
+            "1h1h",
+            "0s",
+            "-5s",
+            "99999999999999999999d",
+        ] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
         }
     }

@@ -20,11 +20,11 @@ pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, String> {
 /// `3.0` for an integer field becomes `3`). The error says which rule failed.
 pub fn check_value(field: &Field, value: &Json) -> Result<Json, String> {
     let normalized = check_type(field.field_type, value)?;
-    if let Some(allowed) = &field.allowed {
-        if !allowed.iter().any(|a| same_value(a, &normalized)) {
-            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            return Err(format!("must be one of {}", list.join(", ")));
-        }
+    if let Some(allowed) = &field.allowed
+        && !allowed.iter().any(|a| same_value(a, &normalized))
+    {
+        let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+        return Err(format!("must be one of {}", list.join(", ")));
     }
     if let Some(n) = normalized.as_f64() {
         if let Some(min) = field.min.filter(|m| n < *m) {
@@ -71,8 +71,10 @@ fn check_type(ty: FieldType, value: &Json) -> Result<Json, String> {
             if is_iso_date(s) {
                 Ok(value.clone())
             } else {
-                Err("must be an ISO 8601 date (2026-11-24) or date-time (2026-11-24T09:30:00Z)"
-                    .into())
+                Err(
+                    "must be an ISO 8601 date (2026-11-24) or date-time (2026-11-24T09:30:00Z)"
+                        .into(),
+                )
             }
         }
         (ty, _) => Err(format!("must be {}", type_noun(ty))),
@@ -114,7 +116,10 @@ pub struct FieldError {
 
 /// Applies a form's fields to submitted `inputs`: checks each value, fills defaults, and
 /// refuses unknown keys. Returns the values to store in `runtime`, or every problem at once.
-pub fn resolve_inputs(fields: &[Field], inputs: &Map<String, Json>) -> Result<Map<String, Json>, Vec<FieldError>> {
+pub fn resolve_inputs(
+    fields: &[Field],
+    inputs: &Map<String, Json>,
+) -> Result<Map<String, Json>, Vec<FieldError>> {
     let mut out = Map::new();
     let mut errors = Vec::new();
     for field in fields {
@@ -148,7 +153,11 @@ pub fn resolve_inputs(fields: &[Field], inputs: &Map<String, Json>) -> Result<Ma
             });
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +186,10 @@ mod tests {
     fn types_are_enforced() {
         assert!(check_value(&field(FieldType::String), &json!("x")).is_ok());
         assert!(check_value(&field(FieldType::String), &json!(1)).is_err());
-        assert_eq!(check_value(&field(FieldType::Integer), &json!(3.0)), Ok(json!(3)));
+        assert_eq!(
+            check_value(&field(FieldType::Integer), &json!(3.0)),
+            Ok(json!(3))
+        );
         assert!(check_value(&field(FieldType::Integer), &json!(3.5)).is_err());
         assert!(check_value(&field(FieldType::Boolean), &json!("true")).is_err());
         assert!(check_value(&field(FieldType::Date), &json!("2026-11-24")).is_ok());
@@ -213,9 +225,20 @@ mod tests {
         words.default = Some(json!(1000));
         let fields = [topic, words];
         let ok = resolve_inputs(&fields, json!({"topic": "x"}).as_object().expect("obj"));
-        assert_eq!(ok, Ok(json!({"topic": "x", "words": 1000}).as_object().expect("obj").clone()));
-        let errs = resolve_inputs(&fields, json!({"words": "many", "extra": 1}).as_object().expect("obj"))
-            .expect_err("invalid");
+        assert_eq!(
+            ok,
+            Ok(json!({"topic": "x", "words": 1000})
+                .as_object()
+                .expect("obj")
+                .clone())
+        );
+        let errs = resolve_inputs(
+            &fields,
+            json!({"words": "many", "extra": 1})
+                .as_object()
+                .expect("obj"),
+        )
+        .expect_err("invalid");
         let names: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(names, ["topic", "words", "extra"]);
     }

@@ -131,8 +131,10 @@ fn report_cycles(d: &mut Decoder, nodes: &[StepNode], adjacency: &[Vec<(usize, &
                 }
                 Mark::OnStack => {
                     let from = stack.iter().position(|&(n, _)| n == target).unwrap_or(0);
-                    let mut names: Vec<&str> =
-                        stack[from..].iter().map(|&(n, _)| nodes[n].id.as_str()).collect();
+                    let mut names: Vec<&str> = stack[from..]
+                        .iter()
+                        .map(|&(n, _)| nodes[n].id.as_str())
+                        .collect();
                     names.push(&nodes[target].id);
                     d.err(
                         codes::GRAPH_CYCLE,

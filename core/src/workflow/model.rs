@@ -27,7 +27,11 @@ pub struct Workflow {
     /// Id of the step a run begins with.
     pub start_step: String,
     /// Constant data every run sees as `static`.
-    #[serde(default, rename = "static", skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(
+        default,
+        rename = "static",
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
     pub static_data: serde_json::Map<String, Json>,
     /// Whether step cycles (loops back to an earlier step) are intended.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -29,18 +29,16 @@ pub(crate) fn check(d: &mut Decoder, node: &Node, path: &str) -> Option<serde_js
             format!("not a valid JSON Schema (draft 2020-12): {error}"),
         );
     }
-    if valid {
-        if let Err(error) = jsonschema::draft202012::new(&schema) {
-            valid = false;
-            let pointer = error.schema_path().as_str().to_string();
-            let (sub_path, loc) = locate(node, path, &pointer);
-            d.err(
-                codes::SCHEMA_INVALID,
-                &sub_path,
-                loc,
-                format!("the JSON Schema does not compile: {error}"),
-            );
-        }
+    if valid && let Err(error) = jsonschema::draft202012::new(&schema) {
+        valid = false;
+        let pointer = error.schema_path().as_str().to_string();
+        let (sub_path, loc) = locate(node, path, &pointer);
+        d.err(
+            codes::SCHEMA_INVALID,
+            &sub_path,
+            loc,
+            format!("the JSON Schema does not compile: {error}"),
+        );
     }
     valid.then_some(schema)
 }

@@ -98,7 +98,11 @@ pub(super) fn decode(
     })
 }
 
-fn step_type(d: &mut Decoder, node: Option<&Node>, obj: &super::decode::Obj<'_>) -> Option<&'static str> {
+fn step_type(
+    d: &mut Decoder,
+    node: Option<&Node>,
+    obj: &super::decode::Obj<'_>,
+) -> Option<&'static str> {
     let Some(node) = node else {
         d.missing(obj, "type", &format!("one of {}", STEP_TYPES.join(", ")));
         return None;
@@ -134,7 +138,12 @@ fn decode_config(d: &mut Decoder, ty: &str, cfg: &Node, ctx: &mut Ctx<'_>) -> Op
 }
 
 /// A step id reference: recorded as a graph edge, checked later for existence.
-pub(super) fn step_ref(d: &mut Decoder, node: &Node, path: &str, edges: &mut Vec<Edge>) -> Option<String> {
+pub(super) fn step_ref(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+    edges: &mut Vec<Edge>,
+) -> Option<String> {
     let target = d.string(node, path)?;
     edges.push(Edge {
         target: target.clone(),
@@ -158,7 +167,11 @@ fn checked_expression(d: &mut Decoder, src: String, node: &Node, path: &str) -> 
                 codes::EXPRESSION_INVALID,
                 path,
                 node.loc,
-                format!("invalid expression at character {}: {}", e.offset + 1, e.message),
+                format!(
+                    "invalid expression at character {}: {}",
+                    e.offset + 1,
+                    e.message
+                ),
             );
             None
         }
@@ -179,7 +192,11 @@ fn check_template_text(d: &mut Decoder, src: &str, node: &Node, path: &str) -> b
                 codes::TEMPLATE_INVALID,
                 path,
                 node.loc,
-                format!("invalid template at character {}: {}", e.offset + 1, e.message),
+                format!(
+                    "invalid template at character {}: {}",
+                    e.offset + 1,
+                    e.message
+                ),
             );
             false
         }
@@ -190,13 +207,12 @@ fn check_template_text(d: &mut Decoder, src: &str, node: &Node, path: &str) -> b
 pub(super) fn templates_within(d: &mut Decoder, node: &Node, path: &str) -> bool {
     match &node.value {
         Value::Str(s) => check_template_text(d, s, node, path),
-        Value::Seq(items) => items
-            .iter()
-            .enumerate()
-            .fold(true, |ok, (i, n)| templates_within(d, n, &format!("{path}[{i}]")) && ok),
-        Value::Map(entries) => entries
-            .iter()
-            .fold(true, |ok, (k, n)| templates_within(d, n, &join(path, &k.name)) && ok),
+        Value::Seq(items) => items.iter().enumerate().fold(true, |ok, (i, n)| {
+            templates_within(d, n, &format!("{path}[{i}]")) && ok
+        }),
+        Value::Map(entries) => entries.iter().fold(true, |ok, (k, n)| {
+            templates_within(d, n, &join(path, &k.name)) && ok
+        }),
         _ => true,
     }
 }

@@ -27,22 +27,28 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
     let obj = d.mapping(cfg, &ctx.path, KEYS)?;
     let errors_before = d.diags.len();
     let (template_id, prompt) = prompt_source(d, &obj);
-    let system = obj.get("system").and_then(|n| template(d, n, &obj.path_of("system")));
+    let system = obj
+        .get("system")
+        .and_then(|n| template(d, n, &obj.path_of("system")));
     let variables = variables(d, &obj);
     let output_key = data_key(d, &obj, "output_key");
     let json_schema = d
-        .required(&obj, "json_schema", "the JSON Schema the answer must satisfy")
+        .required(
+            &obj,
+            "json_schema",
+            "the JSON Schema the answer must satisfy",
+        )
         .and_then(|n| schema::check(d, n, &obj.path_of("json_schema")));
-    if let (Some(s), None) = (&json_schema, &output_key) {
-        if s.get("type").and_then(|t| t.as_str()) != Some("object") {
-            d.err(
-                codes::SCHEMA_INVALID,
-                &obj.path_of("json_schema"),
-                obj.key_loc("json_schema"),
-                "without `output_key` the answer is merged into runtime key by key, so the \
+    if let (Some(s), None) = (&json_schema, &output_key)
+        && s.get("type").and_then(|t| t.as_str()) != Some("object")
+    {
+        d.err(
+            codes::SCHEMA_INVALID,
+            &obj.path_of("json_schema"),
+            obj.value_loc("json_schema"),
+            "without `output_key` the answer is merged into runtime key by key, so the \
                  schema must declare `type: object` (or set `output_key`)",
-            );
-        }
+        );
     }
     let provider = obj
         .get("provider")
@@ -54,7 +60,7 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
         d.err(
             codes::VALUE_INVALID,
             &obj.path_of("temperature"),
-            obj.key_loc("temperature"),
+            obj.value_loc("temperature"),
             format!("temperature {t} is outside [0, 2]"),
         );
     }
@@ -64,11 +70,13 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
         d.err(
             codes::VALUE_INVALID,
             &obj.path_of("timeout_s"),
-            obj.key_loc("timeout_s"),
+            obj.value_loc("timeout_s"),
             format!("timeout_s {t} must be positive"),
         );
     }
-    let mock = obj.get("mock").and_then(|n| mock(d, n, &obj.path_of("mock")));
+    let mock = obj
+        .get("mock")
+        .and_then(|n| mock(d, n, &obj.path_of("mock")));
     if d.diags.len() != errors_before {
         return None;
     }
@@ -101,7 +109,11 @@ fn prompt_source(d: &mut Decoder, obj: &Obj<'_>) -> (Option<TemplateRef>, Option
             (None, None)
         }
         (None, None) => {
-            d.missing(obj, "prompt", "an inline `prompt` or a stored `template_id`");
+            d.missing(
+                obj,
+                "prompt",
+                "an inline `prompt` or a stored `template_id`",
+            );
             (None, None)
         }
         (Some(t), None) => {
@@ -143,9 +155,18 @@ fn variables(d: &mut Decoder, obj: &Obj<'_>) -> Vec<String> {
 fn mock(d: &mut Decoder, node: &Node, path: &str) -> Option<MockConfig> {
     let obj = d.mapping(node, path, &["mode", "fail_times"])?;
     let mode = d
-        .required(&obj, "mode", "success, schema_violation, timeout or transient_error")
+        .required(
+            &obj,
+            "mode",
+            "success, schema_violation, timeout or transient_error",
+        )
         .and_then(|n| d.one_of(n, &obj.path_of("mode"), MOCK_MODES, "mock mode"))
         .and_then(|m| serde_json::from_value(serde_json::Value::String(m)).ok());
-    let fail_times = d.opt_count(&obj, "fail_times", 0).map(|n| n.min(u32::MAX as u64) as u32);
-    Some(MockConfig { mode: mode?, fail_times })
+    let fail_times = d
+        .opt_count(&obj, "fail_times", 0)
+        .map(|n| n.min(u32::MAX as u64) as u32);
+    Some(MockConfig {
+        mode: mode?,
+        fail_times,
+    })
 }

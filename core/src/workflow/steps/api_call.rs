@@ -29,13 +29,15 @@ const MAX_RETRIES: u64 = 10;
 pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<ApiCallConfig> {
     let obj = d.mapping(cfg, &ctx.path, KEYS)?;
     let errors_before = d.diags.len();
-    let method = d.required(&obj, "method", "GET, POST, PUT, PATCH, DELETE, …").and_then(|n| {
-        let upper = n.as_str().map(str::to_ascii_uppercase);
-        match upper {
-            Some(m) if HTTP_METHODS.contains(&m.as_str()) => Some(m),
-            _ => d.one_of(n, &obj.path_of("method"), HTTP_METHODS, "HTTP method"),
-        }
-    });
+    let method = d
+        .required(&obj, "method", "GET, POST, PUT, PATCH, DELETE, …")
+        .and_then(|n| {
+            let upper = n.as_str().map(str::to_ascii_uppercase);
+            match upper {
+                Some(m) if HTTP_METHODS.contains(&m.as_str()) => Some(m),
+                _ => d.one_of(n, &obj.path_of("method"), HTTP_METHODS, "HTTP method"),
+            }
+        });
     let url = d
         .required(&obj, "url", "the URL to call (http or https)")
         .and_then(|n| url(d, n, &obj.path_of("url")));
@@ -50,7 +52,7 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
         d.err(
             codes::VALUE_INVALID,
             &obj.path_of("timeout_s"),
-            obj.key_loc("timeout_s"),
+            obj.value_loc("timeout_s"),
             format!("timeout_s {t} is outside (0, {MAX_TIMEOUT_S}]"),
         );
     }
@@ -59,7 +61,7 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
         d.err(
             codes::VALUE_INVALID,
             &obj.path_of("max_retries"),
-            obj.key_loc("max_retries"),
+            obj.value_loc("max_retries"),
             format!("max_retries {r} is more than {MAX_RETRIES}"),
         );
     }

@@ -18,11 +18,20 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
         .get("message")
         .and_then(|n| template(d, n, &obj.path_of("message")));
     let min_approvals = d.opt_count(&obj, "min_approvals", 1);
-    let node = d.required(&obj, "approvers", "the e-mail addresses of those who decide")?;
+    let node = d.required(
+        &obj,
+        "approvers",
+        "the e-mail addresses of those who decide",
+    )?;
     let path = obj.path_of("approvers");
     let list = d.string_list(node, &path)?;
     if list.is_empty() {
-        d.err(codes::VALUE_INVALID, &path, node.loc, "give at least one approver");
+        d.err(
+            codes::VALUE_INVALID,
+            &path,
+            node.loc,
+            "give at least one approver",
+        );
         return None;
     }
     let mut approvers: Vec<String> = Vec::new();
@@ -44,15 +53,18 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
         }
         approvers.push(who);
     }
-    if let Some(min) = min_approvals {
-        if min as usize > approvers.len() {
-            d.err(
-                codes::VALUE_INVALID,
-                &obj.path_of("min_approvals"),
-                obj.key_loc("min_approvals"),
-                format!("needs {min} approvals but only {} approvers are listed", approvers.len()),
-            );
-        }
+    if let Some(min) = min_approvals
+        && min as usize > approvers.len()
+    {
+        d.err(
+            codes::VALUE_INVALID,
+            &obj.path_of("min_approvals"),
+            obj.value_loc("min_approvals"),
+            format!(
+                "needs {min} approvals but only {} approvers are listed",
+                approvers.len()
+            ),
+        );
     }
     Some(ApprovalConfig {
         approvers,

@@ -20,6 +20,15 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<C
             obj.loc,
             "use either `when`/`then`/`else` or `branches`/`default`, not both",
         );
+        // Still record every target, so the steps they name are not also called unreachable.
+        for key in ["then", "else", "default"] {
+            if let Some(n) = obj.get(key) {
+                step_ref(d, n, &obj.path_of(key), ctx.edges);
+            }
+        }
+        if let Some(n) = obj.get("branches") {
+            decode_branches(d, n, &obj.path_of("branches"), ctx);
+        }
         return None;
     }
     if short {
@@ -33,7 +42,10 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<C
             .required(&obj, "else", "the step taken otherwise")
             .and_then(|n| step_ref(d, n, &obj.path_of("else"), ctx.edges));
         return Some(ConditionalConfig {
-            branches: vec![Branch { when: when?, next: then? }],
+            branches: vec![Branch {
+                when: when?,
+                next: then?,
+            }],
             default: otherwise?,
         });
     }
@@ -50,10 +62,20 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<C
     })
 }
 
-fn decode_branches(d: &mut Decoder, node: &Node, path: &str, ctx: &mut Ctx<'_>) -> Option<Vec<Branch>> {
+fn decode_branches(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<Vec<Branch>> {
     let items = d.list(node, path)?;
     if items.is_empty() {
-        d.err(codes::VALUE_INVALID, path, node.loc, "`branches` is empty; give at least one");
+        d.err(
+            codes::VALUE_INVALID,
+            path,
+            node.loc,
+            "`branches` is empty; give at least one",
+        );
         return None;
     }
     let mut out = Vec::new();

@@ -32,7 +32,12 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<F
     let path = obj.path_of("fields");
     let items = d.list(node, &path)?;
     if items.is_empty() {
-        d.err(codes::VALUE_INVALID, &path, node.loc, "a form needs at least one field");
+        d.err(
+            codes::VALUE_INVALID,
+            &path,
+            node.loc,
+            "a form needs at least one field",
+        );
         return None;
     }
     let mut fields: Vec<Field> = Vec::new();
@@ -56,23 +61,31 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<F
     complete.then_some(FormConfig { fields, wait })
 }
 
-fn decode_field(d: &mut Decoder, node: &Node, path: &str) -> Option<(Field, crate::diag::Location)> {
+fn decode_field(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+) -> Option<(Field, crate::diag::Location)> {
     let obj = d.mapping(node, path, FIELD_KEYS)?;
     let errors_before = d.diags.len();
     let key = d.req_str(&obj, "key", "the runtime key the value is stored under");
     let key_loc = obj.get("key").map_or(obj.loc, |n| n.loc);
-    if let Some(k) = &key {
-        if !is_data_key(k) {
-            d.err(
+    if let Some(k) = &key
+        && !is_data_key(k)
+    {
+        d.err(
                 codes::VALUE_INVALID,
                 &obj.path_of("key"),
                 key_loc,
                 format!("`{k}` is not a valid runtime key (letters, digits and `_`, not starting with a digit)"),
             );
-        }
     }
     let field_type = d
-        .required(&obj, "type", "one of string, number, integer, boolean, date")
+        .required(
+            &obj,
+            "type",
+            "one of string, number, integer, boolean, date",
+        )
         .and_then(|n| d.one_of(n, &obj.path_of("type"), FIELD_TYPES, "field type"))
         .and_then(|t| serde_json::from_value::<FieldType>(serde_json::Value::String(t)).ok());
     let mut field = Field {
@@ -112,40 +125,46 @@ fn check_rules(d: &mut Decoder, obj: &Obj<'_>, field: &mut Field) {
                 codes::FIELD_RULE_NOT_APPLICABLE,
                 &obj.path_of(key),
                 obj.key_loc(key),
-                format!("`{key}` does not apply to a field of type {}", type_name(ty)),
+                format!(
+                    "`{key}` does not apply to a field of type {}",
+                    type_name(ty)
+                ),
             );
         }
     }
-    if let (Some(min), Some(max)) = (field.min, field.max) {
-        if min > max {
-            d.err(
-                codes::FIELD_MIN_GT_MAX,
-                &obj.path_of("min"),
-                obj.key_loc("min"),
-                format!("`min` ({min}) is greater than `max` ({max})"),
-            );
-        }
+    if let (Some(min), Some(max)) = (field.min, field.max)
+        && min > max
+    {
+        d.err(
+            codes::FIELD_MIN_GT_MAX,
+            &obj.path_of("min"),
+            obj.value_loc("min"),
+            format!("`min` ({min}) is greater than `max` ({max})"),
+        );
     }
-    if let (Some(min), Some(max)) = (field.min_length, field.max_length) {
-        if min > max {
-            d.err(
-                codes::FIELD_MIN_GT_MAX,
-                &obj.path_of("min_length"),
-                obj.key_loc("min_length"),
-                format!("`min_length` ({min}) is greater than `max_length` ({max})"),
-            );
-        }
+    if let (Some(min), Some(max)) = (field.min_length, field.max_length)
+        && min > max
+    {
+        d.err(
+            codes::FIELD_MIN_GT_MAX,
+            &obj.path_of("min_length"),
+            obj.value_loc("min_length"),
+            format!("`min_length` ({min}) is greater than `max_length` ({max})"),
+        );
     }
-    if let (Some(pattern), Some(node)) = (&field.pattern, obj.get("pattern")) {
-        if let Err(e) = compile_pattern(pattern) {
-            d.err(
-                codes::FIELD_INVALID_PATTERN,
-                &obj.path_of("pattern"),
-                node.loc,
-                format!("`{pattern}` is not a valid regular expression: {}", first_line(&e)),
-            );
-            field.pattern = None;
-        }
+    if let (Some(pattern), Some(node)) = (&field.pattern, obj.get("pattern"))
+        && let Err(e) = compile_pattern(pattern)
+    {
+        d.err(
+            codes::FIELD_INVALID_PATTERN,
+            &obj.path_of("pattern"),
+            node.loc,
+            format!(
+                "`{pattern}` is not a valid regular expression: {}",
+                first_line(&e)
+            ),
+        );
+        field.pattern = None;
     }
     field.allowed = decode_enum(d, obj, ty);
     if let (Some(default), Some(node)) = (&field.default, obj.get("default")) {
@@ -166,7 +185,12 @@ fn decode_enum(d: &mut Decoder, obj: &Obj<'_>, ty: FieldType) -> Option<Vec<serd
     let path = obj.path_of("enum");
     let items = d.list(node, &path)?;
     if items.is_empty() {
-        d.err(codes::VALUE_INVALID, &path, node.loc, "`enum` is empty; give the allowed values");
+        d.err(
+            codes::VALUE_INVALID,
+            &path,
+            node.loc,
+            "`enum` is empty; give the allowed values",
+        );
         return None;
     }
     let probe = Field {
@@ -210,5 +234,9 @@ fn type_name(ty: FieldType) -> &'static str {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+    s.lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }

@@ -19,7 +19,12 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<S
         return None;
     };
     if entries.is_empty() {
-        d.err(codes::VALUE_INVALID, &path, node.loc, "`values` is empty; give at least one key");
+        d.err(
+            codes::VALUE_INVALID,
+            &path,
+            node.loc,
+            "`values` is empty; give at least one key",
+        );
         return None;
     }
     let mut values = BTreeMap::new();
@@ -38,9 +43,15 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<S
         }
         let src = match &value.value {
             Value::Str(s) => s.clone(),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Null => value.to_json().to_string(),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Null => {
+                value.to_json().to_string()
+            }
             _ => {
-                d.mismatch(value, &value_path, "an expression (quote it: \"runtime.x + 1\")");
+                d.mismatch(
+                    value,
+                    &value_path,
+                    "an expression (quote it: \"runtime.x + 1\")",
+                );
                 complete = false;
                 continue;
             }

@@ -19,15 +19,20 @@ pub(super) const KEYS: &[&str] = &[
 pub(super) fn decode(d: &mut Decoder, obj: &Obj<'_>, ctx: &mut Ctx<'_>) -> WaitPolicy {
     let timeout = duration(d, obj, "timeout", "timeout_hours");
     let reminder = duration(d, obj, "reminder", "reminder_hours");
-    if let (Some(t), Some(r)) = (timeout, reminder) {
-        if r >= t {
-            d.err(
-                codes::VALUE_INVALID,
-                &obj.path_of("reminder"),
-                obj.key_loc(if obj.has("reminder") { "reminder" } else { "reminder_hours" }),
-                format!("the reminder ({r}) must come before the timeout ({t})"),
-            );
-        }
+    if let (Some(t), Some(r)) = (timeout, reminder)
+        && r >= t
+    {
+        let key = if obj.has("reminder") {
+            "reminder"
+        } else {
+            "reminder_hours"
+        };
+        d.err(
+            codes::VALUE_INVALID,
+            &obj.path_of(key),
+            obj.value_loc(key),
+            format!("the reminder ({r}) must come before the timeout ({t})"),
+        );
     }
     let on_timeout = obj
         .get("on_timeout")
@@ -36,7 +41,7 @@ pub(super) fn decode(d: &mut Decoder, obj: &Obj<'_>, ctx: &mut Ctx<'_>) -> WaitP
         d.err(
             codes::KEY_MISSING,
             &obj.path_of("timeout"),
-            obj.key_loc("on_timeout"),
+            obj.loc,
             "`on_timeout` needs a `timeout` (or `timeout_hours`) to fire",
         );
     }
@@ -50,11 +55,11 @@ pub(super) fn decode(d: &mut Decoder, obj: &Obj<'_>, ctx: &mut Ctx<'_>) -> WaitP
 /// `key` as a duration (`"90s"`, or a number of seconds) or `hours_key` as hours; not both.
 fn duration(d: &mut Decoder, obj: &Obj<'_>, key: &str, hours_key: &str) -> Option<Duration> {
     match (obj.get(key), obj.get(hours_key)) {
-        (Some(_), Some(h)) => {
+        (Some(_), Some(_)) => {
             d.err(
                 codes::KEY_CONFLICT,
                 &obj.path_of(hours_key),
-                h.loc,
+                obj.key_loc(hours_key),
                 format!("give either `{key}` or `{hours_key}`, not both"),
             );
             None
@@ -78,11 +83,19 @@ fn duration_of(node: &Node) -> Result<Duration, String> {
     match &node.value {
         Value::Str(s) => Duration::parse(s),
         Value::Int(_) | Value::Float(_) => Duration::from_units(node.as_f64().unwrap_or(0.0), 1),
-        _ => Err(format!("expected a duration like `12h`, found {}", node.kind())),
+        _ => Err(format!(
+            "expected a duration like `12h`, found {}",
+            node.kind()
+        )),
     }
 }
 
-fn parsed(d: &mut Decoder, node: &Node, path: &str, result: Result<Duration, String>) -> Option<Duration> {
+fn parsed(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+    result: Result<Duration, String>,
+) -> Option<Duration> {
     result
         .map_err(|msg| d.err(codes::VALUE_INVALID, path, node.loc, msg))
         .ok()

@@ -1,0 +1,359 @@
+//! Shared test fixtures: a fresh database per test (a SQLite file in a temp dir, or a new
+//! PostgreSQL database dropped afterwards), the API as a tower service, the real binary as a
+//! child process, and a deadline-bounded wait.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use scaff::api::{self, AppState, Limits};
+use scaff::store::{self, StoreOptions};
+use scaff_core::store::Store;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The PostgreSQL server tests use; `TEST_DATABASE_URL` overrides it.
+pub fn pg_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// Whether PostgreSQL must be present (CI) rather than skipped when absent.
+fn pg_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A database of its own for one test, removed when dropped.
+pub struct TestDb {
+    /// The store, migrated.
+    pub store: Arc<dyn Store>,
+    /// Its URL, for starting the binary against it.
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A fresh SQLite file.
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("scaff.db").display());
+        let store = store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("sqlite store");
+        TestDb {
+            store,
+            url,
+            pg_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with a note) when no server answers outside CI.
+    pub async fn postgres() -> Option<TestDb> {
+        let admin_url = pg_admin_url();
+        let admin =
+            match tokio::time::timeout(Duration::from_secs(5), sqlx::PgPool::connect(&admin_url))
+                .await
+            {
+                Ok(Ok(pool)) => pool,
+                Ok(Err(e)) => return pg_unavailable(&e.to_string()),
+                Err(_) => return pg_unavailable("connection timed out"),
+            };
+        let name = format!("scaff_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let url = with_database(&admin_url, &name);
+        let store = store::connect(
+            &url,
+            &StoreOptions {
+                max_connections: 5,
+                migrate: true,
+            },
+        )
+        .await
+        .expect("postgres store");
+        Some(TestDb {
+            store,
+            url,
+            pg_name: Some(name),
+            _dir: None,
+        })
+    }
+}
+
+fn pg_unavailable(why: &str) -> Option<TestDb> {
+    assert!(
+        !pg_required(),
+        "PostgreSQL is required under CI but unreachable at {}: {why}",
+        pg_admin_url()
+    );
+    eprintln!("note: PostgreSQL unreachable ({why}); skipping the PostgreSQL half of this test");
+    None
+}
+
+/// The admin URL with its database replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let admin_url = pg_admin_url();
+        // Drop runs inside the test's runtime; use a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed test body
+/// (`async fn name(db: &TestDb)`), in modules `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = $crate::support::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = $crate::support::TestDb::postgres().await else { return };
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A response as a test sees it.
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: axum::http::HeaderMap,
+    /// Body parsed as JSON (`Value::Null` when empty or not JSON).
+    pub json: Value,
+    /// Body as text.
+    pub text: String,
+}
+
+impl Reply {
+    /// The Content-Type header.
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts an RFC 9457 problem with this status, and returns its JSON.
+    pub fn problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.content_type(), "application/problem+json");
+        assert_eq!(self.json["status"], status);
+        assert!(
+            self.json["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:scaff:problem:"))
+        );
+        assert!(self.json["title"].is_string() && self.json["detail"].is_string());
+        &self.json
+    }
+}
+
+/// The API router over a test database, called in-process.
+pub struct TestApp {
+    router: axum::Router,
+}
+
+impl TestApp {
+    /// The router with default limits.
+    pub fn new(db: &TestDb) -> TestApp {
+        Self::with_limits(db, Limits::default())
+    }
+
+    /// The router with custom limits.
+    pub fn with_limits(db: &TestDb, limits: Limits) -> TestApp {
+        TestApp {
+            router: api::router(AppState::new(db.store.clone(), limits)),
+        }
+    }
+
+    /// Sends a request.
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    /// GET a path.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+    }
+
+    /// POST a body with a content type.
+    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<Body>) -> Reply {
+        self.send(
+            Request::post(path)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body.into())
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// POST YAML text.
+    pub async fn post_yaml(&self, path: &str, yaml: &str) -> Reply {
+        self.post(path, "application/yaml", yaml.to_string()).await
+    }
+}
+
+/// Reads a shared example workflow.
+pub fn example(name: &str) -> String {
+    let path = format!("{}/../shared/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// Polls `check` until it yields a value or `deadline` passes.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The real `scaff` binary serving on a free loopback port; killed when dropped.
+pub struct Server {
+    /// The child process.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `scaff serve --listen 127.0.0.1:0` in `cwd` with extra env, and waits (bounded)
+    /// for the log line that names the bound address.
+    pub fn start(cwd: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scaff"));
+        cmd.current_dir(cwd)
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("SCAFF_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn scaff");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if let Some(addr) = v["address"].as_str().and_then(|a| a.parse().ok()) {
+                        let _ = tx.send(Ok::<SocketAddr, String>(addr));
+                    }
+                } else {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        let until = Instant::now() + Duration::from_secs(60);
+        let mut other = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(addr)) => return Server { child, addr },
+                Ok(Err(line)) => other.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("scaff did not report its address in time; stderr: {other:?}");
+                }
+            }
+        }
+    }
+
+    /// `http://ADDR` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
