@@ -23,9 +23,11 @@ RUN apt-get update \
 COPY --from=build /src/target/release/scaff /usr/local/bin/scaff
 USER scaff
 WORKDIR /var/lib/scaff
+# DATABASE_URL (or SCAFF_DATABASE_URL, which wins) selects another store.
 ENV SCAFF_LISTEN=0.0.0.0:8080 \
     SCAFF_LOG_FORMAT=json \
-    SCAFF_DATABASE_URL=sqlite:///var/lib/scaff/scaff.db
+    SCAFF_SHUTDOWN_GRACE_S=8 \
+    DATABASE_URL=sqlite:///var/lib/scaff/scaff.db
 EXPOSE 8080
 VOLUME ["/var/lib/scaff"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \

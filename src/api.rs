@@ -112,7 +112,8 @@ pub fn openapi_yaml() -> String {
 
 /// Every route, with problem+json fallbacks, body limits, request ids, tracing and panic capture.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = routes().split_for_parts();
+    let (api, mut doc) = routes().split_for_parts();
+    ops::document_extras(&mut doc);
     let max_body = state.limits.max_body_bytes;
     api.merge(ops::static_routes(doc))
         .fallback(not_found)
@@ -120,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
@@ -136,6 +137,21 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     ApiError::NoRoute(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Each request's span carries its method, path and `x-request-id`, so log lines correlate.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %request_id,
     )
 }
 

@@ -59,6 +59,7 @@ impl DatabaseArgs {
     pub fn url(&self) -> String {
         self.database_url
             .clone()
+            .filter(|s| !s.is_empty())
             .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
     }

@@ -60,17 +60,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(address = %local, database = %redact_url(&url), "scaff listening on http://{local}");
     let grace = Duration::from_secs(args.shutdown_grace_s);
-    let server =
-        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown_signal());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    });
     let served = tokio::spawn(async move { server.await });
-    // Once a signal arrives, in-flight requests get `grace` to finish.
     tokio::pin!(served);
     tokio::select! {
         r = &mut served => r??,
-        () = async { shutdown_signal().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("shutdown grace period over; exiting with requests still in flight");
+        () = shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            // In-flight requests get `grace` to finish.
+            match tokio::time::timeout(grace, &mut served).await {
+                Ok(r) => r??,
+                Err(_) => tracing::warn!("shutdown grace period over; exiting with requests still in flight"),
+            }
         }
     }
+    drop(stop_rx);
     tracing::info!("scaff stopped");
     Ok(())
 }

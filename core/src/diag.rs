@@ -69,6 +69,8 @@ impl std::fmt::Display for Diagnostic {
 pub mod codes {
     /// The text is not well-formed YAML (or JSON).
     pub const YAML_SYNTAX: &str = "yaml.syntax";
+    /// A JSON request body that does not parse (reported with 400, before validation).
+    pub const JSON_SYNTAX: &str = "json.syntax";
     /// Nesting deeper than the limit.
     pub const YAML_TOO_DEEP: &str = "yaml.too_deep";
     /// Aliases would expand past the node budget (a "billion laughs" document).

@@ -122,7 +122,7 @@ fn decode(kind: Kind, bytes: Bytes) -> Result<DefinitionSource, ApiError> {
 fn from_json(text: String) -> Result<DefinitionSource, ApiError> {
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         let diag = Diagnostic::new(
-            "json.syntax",
+            scaff_core::diag::codes::JSON_SYNTAX,
             "",
             Location::new(e.line().max(1), e.column().max(1)),
             format!("invalid JSON: {e}"),

@@ -75,6 +75,30 @@ pub fn document_extras(doc: &mut OpenApi) {
                 .content("text/html", ContentBuilder::new().build()),
         )
         .build();
+    // Every /v1 operation reads or writes the store, so each may answer 503.
+    let unavailable = ResponseBuilder::new()
+        .description("The store is unavailable")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch]
+            .into_iter()
+            .flatten()
+        {
+            op.responses
+                .responses
+                .entry("503".into())
+                .or_insert_with(|| unavailable.clone().into());
+        }
+    }
     doc.paths
         .paths
         .insert("/openapi.yaml".into(), PathItem::new(HttpMethod::Get, yaml));

@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
 use scaff_core::diag::{Diagnostic, Location, codes};
-use scaff_core::store::{NewWorkflowVersion, WorkflowQuery, WorkflowSummary, WorkflowVersion};
+use scaff_core::store::{
+    NewWorkflowVersion, StoreError, WorkflowQuery, WorkflowSummary, WorkflowVersion,
+};
 use scaff_core::workflow::{self, Workflow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -236,6 +238,7 @@ pub async fn create_workflow(
     responses(
         (status = 201, description = "Saved as the next version", body = WorkflowResponse,
             headers(("Location" = String, description = "URL of the new version"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workflow", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The stated version is not the next one", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -347,7 +350,9 @@ pub async fn get_version(
 pub async fn validate_posted(
     DefinitionSource(src): DefinitionSource,
 ) -> Result<Json<ValidationResult>, ApiError> {
-    let wf = parse(&src)?;
+    let mut wf = parse(&src)?;
+    // What would be saved: the author's `version` is an expectation, not part of it.
+    wf.version = None;
     Ok(Json(ValidationResult {
         valid: true,
         definition: canonical(&wf)?,
@@ -363,7 +368,9 @@ pub async fn validate_posted(
         content((String = "application/yaml"), (Object = "application/json"))),
     responses(
         (status = 200, description = "Valid", body = ValidationResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such workflow", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The stated version is not the next one", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Unsupported media type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Every problem, located", body = Problem, content_type = "application/problem+json"),
@@ -379,11 +386,22 @@ pub async fn validate_stored(
         .latest_workflow(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("workflow `{id}` does not exist")))?;
+    let candidate = posted.is_some();
     let src = posted.unwrap_or(stored.source);
     let wf = parse(&src)?;
     check_id_matches(&src, &wf, &id)?;
+    // A candidate is checked as the next version would be saved, stated version included.
+    if let Some(expected) = wf.version.filter(|v| candidate && *v != stored.version + 1) {
+        return Err(StoreError::VersionMismatch {
+            expected,
+            latest: stored.version,
+        }
+        .into());
+    }
+    let saved = new_version(id, wf, src)?;
     Ok(Json(ValidationResult {
         valid: true,
-        definition: canonical(&wf)?,
+        definition: saved.definition,
     }))
+}))
 }

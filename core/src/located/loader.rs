@@ -128,7 +128,8 @@ impl Builder {
                 self.count(1, at)?;
                 self.finish_node(Node { value, loc: at }, anchor, 1, 0)?;
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                refuse_collection_tag(tag.as_ref(), "seq", at)?;
                 self.open(at)?;
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
@@ -136,7 +137,8 @@ impl Builder {
                     anchor,
                 });
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor, tag) => {
+                refuse_collection_tag(tag.as_ref(), "map", at)?;
                 self.open(at)?;
                 self.stack.push(Frame::Map {
                     entries: Vec::new(),
@@ -348,6 +350,21 @@ fn unsupported_key(at: Location) -> Diagnostic {
         at,
         "mapping keys must be plain strings, not lists, mappings or aliases",
     )
+}
+
+/// Lists and mappings accept only their own core tag (`!!seq`, `!!map`).
+fn refuse_collection_tag(tag: Option<&Tag>, own: &str, at: Location) -> Result<(), Diagnostic> {
+    match tag {
+        Some(t) if !((t.handle == "!!" || t.handle == "tag:yaml.org,2002:") && t.suffix == own) => {
+            Err(Diagnostic::new(
+                codes::YAML_UNSUPPORTED,
+                "",
+                at,
+                format!("unsupported tag `{}{}`", t.handle, t.suffix),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Counts nodes and height of a finished subtree (only for anchored nodes).

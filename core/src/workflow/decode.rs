@@ -258,7 +258,7 @@ impl Decoder {
             codes::VALUE_INVALID,
             path,
             node.loc,
-            format!("`{text}` is not a {what}{hint}"),
+            format!("`{text}` is not a valid {what}{hint}"),
         );
         None
     }

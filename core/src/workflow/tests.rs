@@ -999,7 +999,7 @@ fn api_call_with_an_unknown_method_is_invalid() {
         &["method: FETCH", "url: https://example.com/x"],
     ));
     assert_at(&d, codes::VALUE_INVALID, "steps[0].config.method", 7, 15);
-    assert_says(&d, "`FETCH` is not a HTTP method");
+    assert_says(&d, "`FETCH` is not a valid HTTP method");
 }
 
 #[test]

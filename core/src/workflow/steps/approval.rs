@@ -36,7 +36,17 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
     }
     let mut approvers: Vec<String> = Vec::new();
     for (i, (who, loc)) in list.into_iter().enumerate() {
-        if !who.contains("{{") && !is_email(&who) {
+        let templated = who.contains("{{") || who.contains("{%");
+        if templated {
+            if let Err(e) = crate::lang::check_template(&who) {
+                d.err(
+                    codes::TEMPLATE_INVALID,
+                    &index(&path, i),
+                    loc,
+                    format!("invalid template at character {}: {}", e.offset + 1, e.message),
+                );
+            }
+        } else if !is_email(&who) {
             d.err(
                 codes::VALUE_INVALID,
                 &index(&path, i),

@@ -37,7 +37,7 @@ pub(super) fn decode(d: &mut Decoder, obj: &Obj<'_>, ctx: &mut Ctx<'_>) -> WaitP
     let on_timeout = obj
         .get("on_timeout")
         .and_then(|n| step_ref(d, n, &obj.path_of("on_timeout"), ctx.edges));
-    if on_timeout.is_some() && timeout.is_none() {
+    if on_timeout.is_some() && !obj.has("timeout") && !obj.has("timeout_hours") {
         d.err(
             codes::KEY_MISSING,
             &obj.path_of("timeout"),
