@@ -1,0 +1,64 @@
+//! What the runtime is handed: store capabilities, the clock, the step executor, settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scaff_core::run::step::{self, CompiledWorkflow, StepOutcome};
+use scaff_core::run::{Clock, Context};
+use scaff_core::store::{RunStore, WorkflowStore};
+
+/// Executes steps. The default runs the pure steps inline; tests wrap it to inject faults.
+pub trait StepExecutor: Send + Sync {
+    /// Executes `step_id` of `wf` against `ctx`.
+    fn execute(&self, wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutcome;
+}
+
+/// Executes pure steps (`form`, `conditional`, `set`) in the run actor.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InlineExecutor;
+
+impl StepExecutor for InlineExecutor {
+    fn execute(&self, wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutcome {
+        step::execute(wf, step_id, ctx)
+    }
+}
+
+/// Tunables of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How many times a run whose actor panicked is restarted from its last checkpoint before
+    /// it fails with the panic message.
+    pub restart_budget: u32,
+    /// How long a command (submit, cancel) may wait for the run's actor to answer.
+    pub call_timeout: Duration,
+    /// How many times a checkpoint is retried when the store is unavailable.
+    pub checkpoint_retries: u32,
+    /// The first pause between checkpoint retries (doubling each time).
+    pub checkpoint_backoff: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            restart_budget: 3,
+            call_timeout: Duration::from_secs(30),
+            checkpoint_retries: 8,
+            checkpoint_backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Everything the runtime needs from outside.
+#[derive(Clone)]
+pub struct Deps {
+    /// Runs: create, checkpoint, read.
+    pub runs: Arc<dyn RunStore>,
+    /// Workflow versions, to compile what runs execute.
+    pub workflows: Arc<dyn WorkflowStore>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// The step executor.
+    pub executor: Arc<dyn StepExecutor>,
+    /// Tunables.
+    pub config: RuntimeConfig,
+}

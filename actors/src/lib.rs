@@ -1,0 +1,30 @@
+//! Scaff's durable-actor runtime on ractor: one supervised actor per *executing* run.
+//!
+//! A run actor owns its run's state, executes one step at a time through the pure state machine
+//! (`scaff_core::run::machine`), checkpoints after every step, and stops when the run waits
+//! (passivation) or ends. A supervisor actor alone spawns run actors — so a run never has two —
+//! restarts a run whose step panicked from its last checkpoint (within a budget), and tracks the
+//! live actors in a lock-free map. Waiting runs hold no memory; a resume rehydrates them from
+//! the store. At start-up, [`Runtime::recover`] continues every run a crash left unfinished.
+//!
+//! # Layout
+//! - [`runtime`]: the [`Runtime`] handle the API calls (start, submit, cancel, recover, wait).
+//! - `supervisor`: the spawning and supervising actor.
+//! - `run_actor`: the per-run actor.
+//! - [`deps`]: what the runtime is given: store ports, clock, step executor, settings.
+//! - [`watch`]: notifications of run status changes, for clients that wait for a run to settle.
+//! - `workflows`: compiled workflow versions, cached and shared.
+//! - [`error`]: what runtime commands can fail with.
+
+pub mod deps;
+pub mod error;
+mod run_actor;
+pub mod runtime;
+mod supervisor;
+pub mod watch;
+mod workflows;
+
+pub use deps::{Deps, InlineExecutor, RuntimeConfig, StepExecutor};
+pub use error::CommandError;
+pub use runtime::Runtime;
+pub use watch::RunWatch;

@@ -1,0 +1,237 @@
+//! The per-run actor: applies inputs through the state machine, persists each checkpoint
+//! before anything that follows it, executes the next step, and stops when the run waits or
+//! ends.
+//!
+//! The actor struct is configuration only; `pre_start` builds the state from the arguments.
+//! A failed *step* is an input to the machine, never an `Err` from `handle` (that would kill
+//! the actor); only a panic or a lost fence stops it early.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use scaff_core::run::machine::{Effect, Input, Machine};
+use scaff_core::run::step::{CompiledWorkflow, StepOutcome};
+use scaff_core::run::{EventRecord, Run};
+use scaff_core::store::{Checkpoint, StoreError};
+use serde_json::{Map, Value as Json};
+use uuid::Uuid;
+
+use crate::deps::Deps;
+use crate::error::CommandError;
+use crate::watch::RunWatch;
+
+/// The reply to a command: the run as it stands after the command.
+pub(crate) type Reply = RpcReplyPort<Result<Run, CommandError>>;
+
+/// Messages a run actor handles.
+pub(crate) enum RunMsg {
+    /// Make progress (start, or restart the current step after a recovery).
+    Drive,
+    /// The current step ended.
+    StepFinished {
+        step_id: String,
+        attempt: i32,
+        started_at: chrono::DateTime<chrono::Utc>,
+        outcome: StepOutcome,
+    },
+    /// A form submission.
+    Submit {
+        step_id: String,
+        version: i64,
+        inputs: Map<String, Json>,
+        actor: Option<String>,
+        reply: Reply,
+    },
+    /// A cancel request.
+    Cancel { actor: Option<String>, reply: Reply },
+    /// The run's step kept panicking: fail the run.
+    Crashed { message: String },
+}
+
+/// The run actor (configuration only).
+pub(crate) struct RunActor;
+
+/// What a run actor starts from.
+pub(crate) struct RunArgs {
+    pub run: Run,
+    pub workflow: Arc<CompiledWorkflow>,
+    pub deps: Deps,
+    pub live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
+    pub watch: RunWatch,
+}
+
+/// The run actor's state: the run as last checkpointed (plus pending events).
+pub(crate) struct RunState {
+    run: Run,
+    pending: Vec<EventRecord>,
+    workflow: Arc<CompiledWorkflow>,
+    deps: Deps,
+    live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
+    watch: RunWatch,
+}
+
+impl Actor for RunActor {
+    type Msg = RunMsg;
+    type State = RunState;
+    type Arguments = RunArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: RunArgs,
+    ) -> Result<RunState, ActorProcessingErr> {
+        Ok(RunState {
+            run: args.run,
+            pending: Vec::new(),
+            workflow: args.workflow,
+            deps: args.deps,
+            live: args.live,
+            watch: args.watch,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut RunState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Leave the live map before the supervisor hears of it, so a resume arriving now
+        // rehydrates a fresh actor instead of finding this stopped one.
+        let me = myself.get_id();
+        state.live.remove_if(&state.run.id, |_, r| r.get_id() == me);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: RunMsg,
+        state: &mut RunState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (input, reply) = match msg {
+            RunMsg::Drive => (Input::Drive, None),
+            RunMsg::StepFinished {
+                step_id,
+                attempt,
+                started_at,
+                outcome,
+            } => (
+                Input::StepFinished {
+                    step_id,
+                    attempt,
+                    started_at,
+                    outcome,
+                },
+                None,
+            ),
+            RunMsg::Submit {
+                step_id,
+                version,
+                inputs,
+                actor,
+                reply,
+            } => (
+                Input::Submit {
+                    step_id,
+                    version,
+                    inputs,
+                    actor,
+                },
+                Some(reply),
+            ),
+            RunMsg::Cancel { actor, reply } => (Input::Cancel { actor }, Some(reply)),
+            RunMsg::Crashed { message } => (Input::Crashed { message }, None),
+        };
+        state.apply(&myself, input, reply).await;
+        Ok(())
+    }
+}
+
+impl RunState {
+    async fn apply(&mut self, myself: &ActorRef<RunMsg>, input: Input, reply: Option<Reply>) {
+        let now = self.deps.clock.now();
+        let machine = Machine {
+            workflow: &self.workflow,
+            pending_events: &self.pending,
+        };
+        let transition = match machine.apply(&self.run, input, now) {
+            Ok(t) => t,
+            Err(rejection) => {
+                answer(reply, Err(CommandError::Rejected(rejection)));
+                return;
+            }
+        };
+        let mut follow_up = Vec::new();
+        for effect in transition.effects {
+            match effect {
+                Effect::Checkpoint(cp) => {
+                    if let Err(e) = self.persist(&cp).await {
+                        tracing::warn!(run_id = %self.run.id, error = %e, "checkpoint failed; stopping the run's actor");
+                        answer(reply, Err(e));
+                        myself.stop(Some("checkpoint failed".into()));
+                        return;
+                    }
+                }
+                other => follow_up.push(other),
+            }
+        }
+        self.run = transition.run;
+        self.pending = transition.pending_events;
+        self.watch.publish(self.run.id, self.run.status, self.run.version);
+        answer(reply, Ok(self.run.clone()));
+        for effect in follow_up {
+            match effect {
+                Effect::RunStep { step_id, attempt } => self.run_step(myself, step_id, attempt),
+                Effect::Passivate | Effect::Stop => myself.stop(None),
+                Effect::Checkpoint(_) => {}
+            }
+        }
+    }
+
+    /// Executes a step inline and feeds its outcome back through the mailbox, so a cancel
+    /// already queued is handled before the result.
+    fn run_step(&self, myself: &ActorRef<RunMsg>, step_id: String, attempt: i32) {
+        let started_at = self.deps.clock.now();
+        let outcome = self
+            .deps
+            .executor
+            .execute(&self.workflow, &step_id, &self.run.context);
+        let sent = myself.send_message(RunMsg::StepFinished {
+            step_id,
+            attempt,
+            started_at,
+            outcome,
+        });
+        if sent.is_err() {
+            tracing::debug!(run_id = %self.run.id, "actor stopping; the step will be redone on recovery");
+        }
+    }
+
+    /// Writes a checkpoint, retrying while the store is unavailable. A lost fence is final.
+    async fn persist(&self, cp: &Checkpoint) -> Result<i64, CommandError> {
+        let cfg = &self.deps.config;
+        let mut backoff = cfg.checkpoint_backoff;
+        let mut attempt = 0;
+        loop {
+            match self.deps.runs.checkpoint(cp).await {
+                Ok(v) => return Ok(v),
+                Err(StoreError::Fenced { .. }) => return Err(CommandError::Conflict),
+                Err(e) if attempt < cfg.checkpoint_retries => {
+                    attempt += 1;
+                    tracing::warn!(run_id = %cp.run_id, error = %e, attempt, "checkpoint failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+                Err(e) => return Err(CommandError::Store(e)),
+            }
+        }
+    }
+}
+
+fn answer(reply: Option<Reply>, result: Result<Run, CommandError>) {
+    if let Some(port) = reply {
+        // The caller may have given up (timeout); nothing to do then.
+        let _ = port.send(result);
+    }
+}

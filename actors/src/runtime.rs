@@ -1,0 +1,203 @@
+//! The runtime handle: what the API calls to start, resume, cancel and wait for runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use scaff_core::run::machine::Rejection;
+use scaff_core::run::Run;
+use scaff_core::store::StoreError;
+use serde_json::{Map, Value as Json};
+use uuid::Uuid;
+
+use crate::deps::Deps;
+use crate::error::CommandError;
+use crate::run_actor::{Reply, RunMsg};
+use crate::supervisor::{SupArgs, SupMsg, Supervisor};
+use crate::watch::RunWatch;
+use crate::workflows::WorkflowCache;
+
+/// How often a command is retried when the run's actor stops under it or loses a fence.
+const COMMAND_ATTEMPTS: usize = 4;
+
+/// A handle on the runtime; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    supervisor: ActorRef<SupMsg>,
+    live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
+    deps: Deps,
+    workflows: Arc<WorkflowCache>,
+    watch: RunWatch,
+}
+
+impl Runtime {
+    /// Starts the supervisor. Call [`Runtime::recover`] next to continue unfinished runs.
+    pub async fn start(deps: Deps) -> Result<Runtime, CommandError> {
+        let live = Arc::new(DashMap::new());
+        let watch = RunWatch::default();
+        let args = SupArgs {
+            deps: deps.clone(),
+            live: live.clone(),
+            watch: watch.clone(),
+        };
+        let (supervisor, _) = Actor::spawn(None, Supervisor, args)
+            .await
+            .map_err(|e| CommandError::Unresponsive(format!("cannot start the supervisor: {e}")))?;
+        Ok(Runtime {
+            supervisor,
+            live,
+            deps,
+            workflows: Arc::new(WorkflowCache::default()),
+            watch,
+        })
+    }
+
+    /// Number of run actors alive now (runs executing, not runs that exist).
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Status notifications.
+    pub fn watch(&self) -> &RunWatch {
+        &self.watch
+    }
+
+    /// Begins executing a run just created (status queued).
+    pub async fn launch(&self, run: Run) -> Result<(), CommandError> {
+        self.ensure(run).await.map(|_| ())
+    }
+
+    /// Continues every run a crash left queued or running; returns how many.
+    pub async fn recover(&self) -> Result<usize, CommandError> {
+        let ids = self.deps.runs.unfinished_runs().await?;
+        let mut recovered = 0;
+        for id in ids {
+            let Some(run) = self.deps.runs.get_run(id).await? else {
+                continue;
+            };
+            match self.ensure(run).await {
+                Ok(_) => recovered += 1,
+                Err(e) => tracing::error!(run_id = %id, error = %e, "cannot recover run"),
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Submits form inputs to a waiting run on behalf of a resume token naming `step_id` at
+    /// run `version`.
+    pub async fn submit(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        version: i64,
+        inputs: Map<String, Json>,
+        actor: Option<String>,
+    ) -> Result<Run, CommandError> {
+        self.command(run_id, |reply| RunMsg::Submit {
+            step_id: step_id.to_string(),
+            version,
+            inputs: inputs.clone(),
+            actor: actor.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels a run that is not finished.
+    pub async fn cancel(&self, run_id: Uuid, actor: Option<String>) -> Result<Run, CommandError> {
+        self.command(run_id, |reply| RunMsg::Cancel {
+            actor: actor.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Reads the run, waiting up to `wait` for it to settle (waiting or terminal).
+    pub async fn wait_settled(&self, run_id: Uuid, wait: Duration) -> Result<Option<Run>, StoreError> {
+        let mut rx = self.watch.subscribe(run_id);
+        let deadline = tokio::time::Instant::now() + wait;
+        let result = loop {
+            let run = self.deps.runs.get_run(run_id).await?;
+            match run {
+                Some(r) if !r.status.is_settled() && tokio::time::Instant::now() < deadline => {
+                    match tokio::time::timeout_at(deadline, rx.changed()).await {
+                        Ok(Ok(())) => continue,
+                        _ => break self.deps.runs.get_run(run_id).await?,
+                    }
+                }
+                other => break other,
+            }
+        };
+        drop(rx);
+        self.watch.release(run_id);
+        Ok(result)
+    }
+
+    /// Stops every run actor (their current steps will be redone on recovery) and the
+    /// supervisor.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.supervisor
+            .stop_children_and_wait(Some("shutdown".into()), Some(timeout))
+            .await;
+        let _ = self.supervisor.stop_and_wait(None, Some(timeout)).await;
+    }
+
+    async fn ensure(&self, run: Run) -> Result<ActorRef<RunMsg>, CommandError> {
+        let workflow = self
+            .workflows
+            .get(self.deps.workflows.as_ref(), &run.workflow_id, run.workflow_version)
+            .await?;
+        let call = self
+            .supervisor
+            .call(
+                |reply| SupMsg::Ensure {
+                    run: Box::new(run),
+                    workflow,
+                    reply,
+                },
+                Some(self.deps.config.call_timeout),
+            )
+            .await;
+        match call {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(CommandError::Unresponsive("the supervisor timed out".into())),
+            _ => Err(CommandError::Unresponsive("the supervisor is not running".into())),
+        }
+    }
+
+    /// Sends a command to the run's actor, rehydrating it when needed and retrying when the
+    /// actor stopped under the command or another writer moved the run on.
+    async fn command<F>(&self, run_id: Uuid, build: F) -> Result<Run, CommandError>
+    where
+        F: Fn(Reply) -> RunMsg,
+    {
+        let mut last = CommandError::Unresponsive("the run's actor kept stopping".into());
+        for _ in 0..COMMAND_ATTEMPTS {
+            let live = self.live.get(&run_id).map(|a| a.clone());
+            let actor = match live {
+                Some(a) => a,
+                None => {
+                    let run = self.deps.runs.get_run(run_id).await?.ok_or(CommandError::NotFound)?;
+                    if run.status.is_terminal() {
+                        return Err(CommandError::Rejected(Rejection::Terminal(run.status)));
+                    }
+                    self.ensure(run).await?
+                }
+            };
+            match actor.call(&build, Some(self.deps.config.call_timeout)).await {
+                Ok(CallResult::Success(Err(CommandError::Conflict))) => last = CommandError::Conflict,
+                Ok(CallResult::Success(result)) => return result,
+                Ok(CallResult::Timeout) => {
+                    return Err(CommandError::Unresponsive("the run's actor timed out".into()));
+                }
+                // The actor stopped (passivated, finished, crashed) before answering.
+                Ok(CallResult::SenderError) | Err(_) => {
+                    self.live.remove_if(&run_id, |_, r| r.get_id() == actor.get_id());
+                }
+            }
+        }
+        Err(last)
+    }
+}

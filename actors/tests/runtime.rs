@@ -1,0 +1,314 @@
+//! The runtime on its own, over the in-memory store: lifecycle, passivation and rehydration,
+//! supervision with a restart budget, recovery, fencing under concurrency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use scaff_actors::{CommandError, Deps, InlineExecutor, Runtime, RuntimeConfig, StepExecutor};
+use scaff_core::run::machine::Rejection;
+use scaff_core::run::step::{CompiledWorkflow, StepOutcome};
+use scaff_core::run::{Clock, Context, Run, RunStatus, StepStatus, SystemClock};
+use scaff_core::store::{
+    CreatedRun, MemoryStore, NewRun, NewWorkflowVersion, RunStore, WorkflowStore,
+};
+use serde_json::{Map, Value as Json, json};
+use uuid::Uuid;
+
+const FORM_FLOW: &str = r#"
+id: form_flow
+name: Form flow
+start_step: collect
+steps:
+  - id: collect
+    type: form
+    config: {fields: [{key: words, type: number, required: true}]}
+    next: route
+  - id: route
+    type: conditional
+    config: {when: "runtime.words > 100", then: long, else: short}
+  - id: long
+    type: set
+    config: {values: {size: "'long'"}}
+  - id: short
+    type: set
+    config: {values: {size: "'short'"}}
+"#;
+
+const CHAIN: &str = r#"
+id: chain
+name: chain
+start_step: s1
+steps:
+  - {id: s1, type: set, config: {values: {n: "1"}}, next: s2}
+  - {id: s2, type: set, config: {values: {n: "runtime.n + 1"}}, next: s3}
+  - {id: s3, type: set, config: {values: {n: "runtime.n + 1"}}}
+"#;
+
+struct Harness {
+    store: Arc<MemoryStore>,
+    runtime: Runtime,
+}
+
+async fn harness(executor: Arc<dyn StepExecutor>, budget: u32) -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    for src in [FORM_FLOW, CHAIN] {
+        let wf = scaff_core::workflow::parse(src).expect("valid");
+        store
+            .create_workflow(NewWorkflowVersion {
+                id: wf.id.clone().expect("id"),
+                name: wf.name.clone(),
+                description: None,
+                definition: serde_json::to_value(&wf).expect("json"),
+                source: src.to_string(),
+                start_step: wf.start_step.clone(),
+                created_by: None,
+                expected_version: None,
+            })
+            .await
+            .expect("saved");
+    }
+    let deps = Deps {
+        runs: store.clone(),
+        workflows: store.clone(),
+        clock: Arc::new(SystemClock),
+        executor,
+        config: RuntimeConfig {
+            restart_budget: budget,
+            call_timeout: Duration::from_secs(10),
+            ..RuntimeConfig::default()
+        },
+    };
+    let runtime = Runtime::start(deps).await.expect("runtime");
+    Harness { store, runtime }
+}
+
+impl Harness {
+    async fn create(&self, workflow: &str) -> Run {
+        let now = SystemClock.now();
+        let created = self
+            .store
+            .create_run(NewRun {
+                id: Uuid::now_v7(),
+                workflow_id: workflow.into(),
+                workflow_version: 1,
+                context: Context::default(),
+                idempotency_key: None,
+                request_fingerprint: None,
+                created_by: None,
+                created_at: now,
+                events: Vec::new(),
+            })
+            .await
+            .expect("created");
+        let CreatedRun::New(run) = created else {
+            panic!("new run expected")
+        };
+        run
+    }
+
+    async fn start(&self, workflow: &str) -> Run {
+        let run = self.create(workflow).await;
+        self.runtime.launch(run.clone()).await.expect("launched");
+        run
+    }
+
+    async fn settled(&self, id: Uuid) -> Run {
+        self.runtime
+            .wait_settled(id, Duration::from_secs(10))
+            .await
+            .expect("read")
+            .expect("exists")
+    }
+
+    /// Waits (bounded) until no run actor is alive.
+    async fn all_passivated(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if self.runtime.live_count() == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+}
+
+fn words(n: i64) -> Map<String, Json> {
+    json!({"words": n}).as_object().expect("object").clone()
+}
+
+#[tokio::test]
+async fn a_run_waits_passivates_and_resumes_to_completion() {
+    let h = harness(Arc::new(InlineExecutor), 3).await;
+    let run = h.start("form_flow").await;
+    let waiting = h.settled(run.id).await;
+    assert_eq!(waiting.status, RunStatus::Waiting);
+    assert_eq!(waiting.waiting.as_ref().map(|w| w.step_id.as_str()), Some("collect"));
+    assert!(h.all_passivated().await, "a waiting run holds no actor");
+
+    let after = h
+        .runtime
+        .submit(run.id, "collect", waiting.version, words(500), Some("alice".into()))
+        .await
+        .expect("accepted");
+    assert_eq!(after.status, RunStatus::Running);
+    let done = h.settled(run.id).await;
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.context.runtime, *json!({"words": 500, "size": "long"}).as_object().expect("obj"));
+    let steps: Vec<String> = h.store.run_steps(run.id).await.expect("steps").into_iter().map(|s| s.step_id).collect();
+    assert_eq!(steps, ["collect", "route", "long"]);
+    assert!(h.all_passivated().await, "a finished run holds no actor");
+}
+
+#[tokio::test]
+async fn refused_inputs_leave_the_run_waiting() {
+    let h = harness(Arc::new(InlineExecutor), 3).await;
+    let run = h.start("form_flow").await;
+    let waiting = h.settled(run.id).await;
+    let invalid = h.runtime.submit(run.id, "collect", waiting.version, Map::new(), None).await;
+    assert!(matches!(invalid, Err(CommandError::Rejected(Rejection::Invalid(_)))), "{invalid:?}");
+    let stale = h.runtime.submit(run.id, "collect", waiting.version - 1, words(1), None).await;
+    assert!(matches!(stale, Err(CommandError::Rejected(Rejection::Stale))), "{stale:?}");
+    let still = h.store.get_run(run.id).await.expect("read").expect("run");
+    assert_eq!((still.status, still.version), (RunStatus::Waiting, waiting.version));
+}
+
+#[tokio::test]
+async fn concurrent_resumes_of_one_run_succeed_exactly_once() {
+    let h = Arc::new(harness(Arc::new(InlineExecutor), 3).await);
+    let run = h.start("form_flow").await;
+    let waiting = h.settled(run.id).await;
+    assert!(h.all_passivated().await);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let h = h.clone();
+            let version = waiting.version;
+            tokio::spawn(async move { h.runtime.submit(run.id, "collect", version, words(i), None).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(_) => ok += 1,
+            Err(CommandError::Rejected(_)) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(h.settled(run.id).await.status, RunStatus::Completed);
+    let collects = h
+        .store
+        .run_steps(run.id)
+        .await
+        .expect("steps")
+        .iter()
+        .filter(|s| s.step_id == "collect")
+        .count();
+    assert_eq!(collects, 1, "the form step is recorded once");
+}
+
+#[tokio::test]
+async fn cancel_stops_a_waiting_run_and_finished_runs_refuse_it() {
+    let h = harness(Arc::new(InlineExecutor), 3).await;
+    let run = h.start("form_flow").await;
+    h.settled(run.id).await;
+    let canceled = h.runtime.cancel(run.id, Some("ops".into())).await.expect("canceled");
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    let again = h.runtime.cancel(run.id, None).await;
+    assert!(matches!(again, Err(CommandError::Rejected(Rejection::Terminal(RunStatus::Canceled)))), "{again:?}");
+    let missing = h.runtime.cancel(Uuid::now_v7(), None).await;
+    assert!(matches!(missing, Err(CommandError::NotFound)));
+}
+
+/// Panics on `step` for its first `times` executions, then behaves.
+struct Flaky {
+    step: &'static str,
+    times: u32,
+    seen: AtomicU32,
+}
+
+impl StepExecutor for Flaky {
+    fn execute(&self, wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutcome {
+        if step_id == self.step && self.seen.fetch_add(1, Ordering::SeqCst) < self.times {
+            panic!("injected fault in {step_id}");
+        }
+        InlineExecutor.execute(wf, step_id, ctx)
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_step_restarts_from_the_last_checkpoint() {
+    let flaky = Arc::new(Flaky { step: "s2", times: 2, seen: AtomicU32::new(0) });
+    let h = harness(flaky.clone(), 3).await;
+    let run = h.start("chain").await;
+    let done = h.settled(run.id).await;
+    assert_eq!(done.status, RunStatus::Completed, "{:?}", done.error);
+    assert_eq!(done.context.runtime.get("n"), Some(&json!(3)));
+    assert_eq!(flaky.seen.load(Ordering::SeqCst), 3, "two panics, one success");
+    let steps: Vec<String> = h.store.run_steps(run.id).await.expect("steps").into_iter().map(|s| s.step_id).collect();
+    assert_eq!(steps, ["s1", "s2", "s3"], "s1 was not redone: it was checkpointed");
+}
+
+#[tokio::test]
+async fn past_the_restart_budget_the_run_fails_with_the_panic_message() {
+    let flaky = Arc::new(Flaky { step: "s2", times: 100, seen: AtomicU32::new(0) });
+    let h = harness(flaky.clone(), 2).await;
+    let run = h.start("chain").await;
+    let failed = h.settled(run.id).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    let error = failed.error.expect("error");
+    assert_eq!(error.code, "step.panicked");
+    assert!(error.message.contains("injected fault in s2"), "{}", error.message);
+    assert_eq!(flaky.seen.load(Ordering::SeqCst), 3, "the first try and two restarts");
+    let steps = h.store.run_steps(run.id).await.expect("steps");
+    assert_eq!(steps.last().map(|s| (s.step_id.as_str(), s.status)), Some(("s2", StepStatus::Failed)));
+    assert!(h.all_passivated().await);
+}
+
+#[tokio::test]
+async fn recovery_continues_runs_left_unfinished() {
+    let h = harness(Arc::new(InlineExecutor), 3).await;
+    // Runs created but never launched, as a crash between create and launch leaves them.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(h.create("chain").await.id);
+    }
+    ids.push(h.create("form_flow").await.id);
+    assert_eq!(h.runtime.recover().await.expect("recovered"), 6);
+    for id in &ids[..5] {
+        let run = h.settled(*id).await;
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(h.store.run_steps(*id).await.expect("steps").len(), 3, "each step once");
+    }
+    assert_eq!(h.settled(ids[5]).await.status, RunStatus::Waiting);
+    assert_eq!(h.runtime.recover().await.expect("nothing left"), 0);
+}
+
+#[tokio::test]
+async fn many_parked_runs_hold_no_actors() {
+    let h = harness(Arc::new(InlineExecutor), 3).await;
+    let mut ids = Vec::new();
+    for _ in 0..500 {
+        ids.push(h.start("form_flow").await.id);
+    }
+    for id in &ids {
+        assert_eq!(h.settled(*id).await.status, RunStatus::Waiting);
+    }
+    assert!(h.all_passivated().await);
+    let pick = ids[317];
+    let version = h.settled(pick).await.version;
+    h.runtime.submit(pick, "collect", version, words(1), None).await.expect("resumed");
+    assert_eq!(h.settled(pick).await.status, RunStatus::Completed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_run_that_does_not_settle_ends_at_the_deadline() {
+    let h = harness(Arc::new(InlineExecutor), 3).await;
+    let run = h.create("chain").await; // never launched: stays queued
+    let started = tokio::time::Instant::now();
+    let seen = h.runtime.wait_settled(run.id, Duration::from_secs(30)).await.expect("read").expect("run");
+    assert_eq!(seen.status, RunStatus::Queued);
+    assert!(started.elapsed() >= Duration::from_secs(30), "waited the whole deadline (virtual time)");
+    assert_eq!(h.runtime.watch().watched(), 0, "the watch channel was released");
+}

@@ -1,0 +1,446 @@
+//! The run state machine: `apply(run, workflow, input, now)` → the next state and the effects
+//! to perform, with no I/O.
+//!
+//! The actor persists the [`Effect::Checkpoint`] first and only then performs what follows it
+//! (run the next step, passivate, stop). Inputs that cannot apply (a resume of a run that is
+//! not waiting, a stale token, invalid form input) are refused with a [`Rejection`] and change
+//! nothing. Tests drive the machine with inputs and assert on effects.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json, json};
+
+use super::step::{CompiledWorkflow, StepOutcome, failure};
+use super::{
+    EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, Waiting, WaitingInput, events,
+};
+use crate::store::Checkpoint;
+use crate::workflow::field::{FieldError, resolve_inputs};
+
+/// Something that happened to a run.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Make progress: start a queued run, or (re)start the current step of a running one.
+    Drive,
+    /// The current step ended.
+    StepFinished {
+        /// The step that ran.
+        step_id: String,
+        /// Which attempt it was.
+        attempt: i32,
+        /// When it started.
+        started_at: DateTime<Utc>,
+        /// How it ended.
+        outcome: StepOutcome,
+    },
+    /// A person submitted the form the run waits on.
+    Submit {
+        /// The step the submission is for (from the resume token).
+        step_id: String,
+        /// The run version the token was issued at.
+        version: i64,
+        /// The submitted values.
+        inputs: Map<String, Json>,
+        /// Who submitted, when known.
+        actor: Option<String>,
+    },
+    /// A client canceled the run.
+    Cancel {
+        /// Who canceled, when known.
+        actor: Option<String>,
+    },
+    /// The current step kept crashing the run's actor; give up on it.
+    Crashed {
+        /// The last panic message.
+        message: String,
+    },
+}
+
+/// What the actor must do, in order.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Persist this (fenced); nothing after it happens unless it succeeds.
+    Checkpoint(Box<Checkpoint>),
+    /// Execute a step.
+    RunStep {
+        /// The step.
+        step_id: String,
+        /// Attempt number, from 1.
+        attempt: i32,
+    },
+    /// The run waits for input: release its memory.
+    Passivate,
+    /// The run is terminal: stop.
+    Stop,
+}
+
+/// Why an input was refused; the run is unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// The run is finished.
+    Terminal(RunStatus),
+    /// The run is not waiting for input now.
+    NotWaiting(RunStatus),
+    /// The run waits on another step than the one named.
+    WrongStep {
+        /// The step it waits on.
+        waiting_on: String,
+    },
+    /// The token was issued at another version: the run has moved on since.
+    Stale,
+    /// The input breaks the form's rules.
+    Invalid(Vec<FieldError>),
+    /// The run waits for something this input cannot provide (e.g. approvals).
+    WrongInput(&'static str),
+}
+
+/// The machine's verdict: the run's next state and the effects that lead there.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The run after the transition (its `version` already counts the checkpoint, if any).
+    pub run: Run,
+    /// What to do, in order.
+    pub effects: Vec<Effect>,
+    /// Events to persist with the next checkpoint (when this transition has none).
+    pub pending_events: Vec<EventRecord>,
+}
+
+/// The run being moved, with the events not yet persisted.
+pub struct Machine<'a> {
+    /// The compiled workflow the run executes.
+    pub workflow: &'a CompiledWorkflow,
+    /// Events produced earlier but not yet checkpointed (e.g. `run.started`).
+    pub pending_events: &'a [EventRecord],
+}
+
+struct Draft {
+    run: Run,
+    events: Vec<EventRecord>,
+    steps: Vec<StepRecord>,
+    now: DateTime<Utc>,
+}
+
+impl Draft {
+    fn event(&mut self, kind: &str, step_id: Option<&str>, actor: Option<String>, data: Json) {
+        self.run.event_seq += 1;
+        self.events.push(EventRecord {
+            seq: self.run.event_seq,
+            kind: kind.to_string(),
+            step_id: step_id.map(str::to_string),
+            actor,
+            data,
+            created_at: self.now,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step_record(
+        &mut self,
+        step_id: &str,
+        step_type: &str,
+        attempt: i32,
+        status: StepStatus,
+        input: Option<Json>,
+        output: Option<Json>,
+        error: Option<RunError>,
+        started_at: DateTime<Utc>,
+    ) {
+        self.run.step_seq += 1;
+        self.steps.push(StepRecord {
+            seq: self.run.step_seq,
+            step_id: step_id.to_string(),
+            step_type: step_type.to_string(),
+            attempt,
+            status,
+            input,
+            output,
+            error,
+            started_at,
+            finished_at: self.now,
+        });
+    }
+
+    /// Seals the draft into a checkpoint followed by `then`.
+    fn commit(mut self, expected_version: i64, then: Effect) -> Transition {
+        self.run.updated_at = self.now;
+        if self.run.status.is_terminal() && self.run.finished_at.is_none() {
+            self.run.finished_at = Some(self.now);
+        }
+        let checkpoint = Checkpoint {
+            run_id: self.run.id,
+            expected_version,
+            status: self.run.status,
+            current_step: self.run.current_step.clone(),
+            context: self.run.context.clone(),
+            waiting: self.run.waiting.clone(),
+            error: self.run.error.clone(),
+            steps: self.steps,
+            events: self.events,
+            step_seq: self.run.step_seq,
+            event_seq: self.run.event_seq,
+            finished_at: self.run.finished_at.filter(|_| self.run.status.is_terminal()),
+            at: self.now,
+        };
+        self.run.version = expected_version + 1;
+        Transition {
+            run: self.run,
+            effects: vec![Effect::Checkpoint(Box::new(checkpoint)), then],
+            pending_events: Vec::new(),
+        }
+    }
+}
+
+impl Machine<'_> {
+    /// Applies `input` to `run` at time `now`.
+    pub fn apply(self, run: &Run, input: Input, now: DateTime<Utc>) -> Result<Transition, Rejection> {
+        let mut draft = Draft {
+            run: run.clone(),
+            events: self.pending_events.to_vec(),
+            steps: Vec::new(),
+            now,
+        };
+        let expected = run.version;
+        match input {
+            Input::Drive => Ok(drive(self.workflow, draft)),
+            Input::StepFinished {
+                step_id,
+                attempt,
+                started_at,
+                outcome,
+            } => {
+                if run.status != RunStatus::Running || run.current_step.as_deref() != Some(&step_id) {
+                    // A late result (the run was canceled or moved on): discard it.
+                    return Ok(Transition {
+                        run: draft.run,
+                        effects: Vec::new(),
+                        pending_events: draft.events,
+                    });
+                }
+                let step_type = step_type(self.workflow, &step_id);
+                Ok(finish_step(
+                    self.workflow,
+                    draft,
+                    expected,
+                    FinishedStep {
+                        step_id: &step_id,
+                        step_type,
+                        attempt,
+                        started_at,
+                        input: None,
+                    },
+                    outcome,
+                ))
+            }
+            Input::Submit {
+                step_id,
+                version,
+                inputs,
+                actor,
+            } => {
+                let waiting = check_waiting(run, &step_id, version)?;
+                let WaitingInput::Form { fields } = &waiting.input else {
+                    return Err(Rejection::WrongInput(
+                        "this step waits for approvals, not form inputs",
+                    ));
+                };
+                let values = resolve_inputs(fields, &inputs).map_err(Rejection::Invalid)?;
+                let since = waiting.since;
+                draft.run.status = RunStatus::Running;
+                draft.run.waiting = None;
+                draft.event(events::RUN_RESUMED, Some(&step_id), actor, json!({}));
+                let next = self.workflow.def.step(&step_id).and_then(|s| s.next.clone());
+                let step_type = step_type(self.workflow, &step_id);
+                Ok(finish_step(
+                    self.workflow,
+                    draft,
+                    expected,
+                    FinishedStep {
+                        step_id: &step_id,
+                        step_type,
+                        attempt: 1,
+                        started_at: since,
+                        input: Some(Json::Object(inputs)),
+                    },
+                    StepOutcome::Done {
+                        output: Json::Object(values.clone()),
+                        updates: values,
+                        next,
+                    },
+                ))
+            }
+            Input::Cancel { actor } => {
+                if run.status.is_terminal() {
+                    return Err(Rejection::Terminal(run.status));
+                }
+                if let (RunStatus::Running, Some(step_id)) = (run.status, run.current_step.clone()) {
+                    let step_type = step_type(self.workflow, &step_id);
+                    draft.step_record(&step_id, step_type, 1, StepStatus::Canceled, None, None, None, now);
+                }
+                draft.run.status = RunStatus::Canceled;
+                draft.run.waiting = None;
+                draft.event(events::RUN_CANCELED, run.current_step.as_deref(), actor, json!({}));
+                Ok(draft.commit(expected, Effect::Stop))
+            }
+            Input::Crashed { message } => {
+                if run.status.is_terminal() {
+                    return Err(Rejection::Terminal(run.status));
+                }
+                let step_id = run.current_step.clone();
+                let error = RunError {
+                    code: failure::PANICKED.to_string(),
+                    message,
+                    step_id: step_id.clone(),
+                };
+                if let Some(step_id) = &step_id {
+                    let step_type = step_type(self.workflow, step_id);
+                    draft.step_record(step_id, step_type, 1, StepStatus::Failed, None, None, Some(error.clone()), now);
+                    draft.event(events::STEP_FAILED, Some(step_id), None, json!({"error": error}));
+                }
+                draft.run.status = RunStatus::Failed;
+                draft.run.waiting = None;
+                draft.run.error = Some(error.clone());
+                draft.event(events::RUN_FAILED, step_id.as_deref(), None, json!({"error": error}));
+                Ok(draft.commit(expected, Effect::Stop))
+            }
+        }
+    }
+}
+
+fn step_type<'w>(wf: &'w CompiledWorkflow, step_id: &str) -> &'w str {
+    wf.def.step(step_id).map_or("unknown", |s| s.kind.type_name())
+}
+
+fn check_waiting<'r>(run: &'r Run, step_id: &str, version: i64) -> Result<&'r Waiting, Rejection> {
+    if run.status.is_terminal() {
+        return Err(Rejection::Terminal(run.status));
+    }
+    let Some(waiting) = run.waiting.as_ref().filter(|_| run.status == RunStatus::Waiting) else {
+        return Err(Rejection::NotWaiting(run.status));
+    };
+    if waiting.step_id != step_id {
+        return Err(Rejection::WrongStep {
+            waiting_on: waiting.step_id.clone(),
+        });
+    }
+    if version != run.version {
+        return Err(Rejection::Stale);
+    }
+    Ok(waiting)
+}
+
+/// Starts a queued run or restarts the current step of a running one. No checkpoint: the run
+/// is already durable as queued/running, and the events ride along with the step's checkpoint.
+fn drive(wf: &CompiledWorkflow, mut draft: Draft) -> Transition {
+    let effects = match draft.run.status {
+        RunStatus::Queued => {
+            let start = wf.def.start_step.clone();
+            draft.run.status = RunStatus::Running;
+            draft.run.current_step = Some(start.clone());
+            draft.event(events::RUN_STARTED, None, None, json!({}));
+            draft.event(events::STEP_STARTED, Some(&start), None, json!({"attempt": 1}));
+            vec![Effect::RunStep {
+                step_id: start,
+                attempt: 1,
+            }]
+        }
+        RunStatus::Running => match draft.run.current_step.clone() {
+            Some(step) => {
+                draft.event(events::RUN_RECOVERED, Some(&step), None, json!({}));
+                vec![Effect::RunStep {
+                    step_id: step,
+                    attempt: 1,
+                }]
+            }
+            None => Vec::new(),
+        },
+        RunStatus::Waiting => vec![Effect::Passivate],
+        _ => vec![Effect::Stop],
+    };
+    Transition {
+        run: draft.run,
+        effects,
+        pending_events: draft.events,
+    }
+}
+
+struct FinishedStep<'a> {
+    step_id: &'a str,
+    step_type: &'a str,
+    attempt: i32,
+    started_at: DateTime<Utc>,
+    input: Option<Json>,
+}
+
+fn finish_step(
+    wf: &CompiledWorkflow,
+    mut draft: Draft,
+    expected: i64,
+    step: FinishedStep<'_>,
+    outcome: StepOutcome,
+) -> Transition {
+    let now = draft.now;
+    match outcome {
+        StepOutcome::Done { output, updates, next } => {
+            draft.run.context.runtime.extend(updates);
+            let duration_ms = (now - step.started_at).num_milliseconds().max(0);
+            draft.step_record(step.step_id, step.step_type, step.attempt, StepStatus::Completed, step.input, Some(output), None, step.started_at);
+            draft.event(events::STEP_COMPLETED, Some(step.step_id), None, json!({"duration_ms": duration_ms}));
+            match next {
+                Some(next) if wf.def.step(&next).is_some() => {
+                    draft.run.current_step = Some(next.clone());
+                    draft.event(events::STEP_STARTED, Some(&next), None, json!({"attempt": 1}));
+                    draft.commit(
+                        expected,
+                        Effect::RunStep {
+                            step_id: next,
+                            attempt: 1,
+                        },
+                    )
+                }
+                Some(missing) => {
+                    let error = RunError {
+                        code: failure::DEFINITION.into(),
+                        message: format!("step `{}` continues at `{missing}`, which does not exist", step.step_id),
+                        step_id: Some(step.step_id.to_string()),
+                    };
+                    fail_run(draft, expected, error)
+                }
+                None => {
+                    draft.run.status = RunStatus::Completed;
+                    draft.run.current_step = None;
+                    draft.event(events::RUN_COMPLETED, None, None, json!({}));
+                    draft.commit(expected, Effect::Stop)
+                }
+            }
+        }
+        StepOutcome::Wait(input) => {
+            let kind = match &input {
+                WaitingInput::Form { .. } => "form",
+                WaitingInput::Approval { .. } => "approval",
+            };
+            draft.run.status = RunStatus::Waiting;
+            draft.run.waiting = Some(Waiting {
+                step_id: step.step_id.to_string(),
+                input,
+                since: now,
+            });
+            draft.event(events::RUN_WAITING, Some(step.step_id), None, json!({"kind": kind}));
+            draft.commit(expected, Effect::Passivate)
+        }
+        StepOutcome::Failed(error) => {
+            draft.step_record(step.step_id, step.step_type, step.attempt, StepStatus::Failed, step.input, None, Some(error.clone()), step.started_at);
+            draft.event(events::STEP_FAILED, Some(step.step_id), None, json!({"error": error}));
+            fail_run(draft, expected, error)
+        }
+    }
+}
+
+fn fail_run(mut draft: Draft, expected: i64, error: RunError) -> Transition {
+    draft.run.status = RunStatus::Failed;
+    draft.run.current_step = error.step_id.clone();
+    draft.run.error = Some(error.clone());
+    draft.event(events::RUN_FAILED, error.step_id.as_deref(), None, json!({"error": error}));
+    draft.commit(expected, Effect::Stop)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,290 @@
+//! An in-memory store: the reference behaviour of the port, used by the actor runtime's tests
+//! and run through the same contract suite as the databases. Not durable, by design.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{
+    Checkpoint, CreatedRun, Health, NewRun, NewWorkflowVersion, Page, RunCursor, RunQuery,
+    RunStore, SettingsStore, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
+    WorkflowVersion,
+};
+use crate::run::{EventRecord, Run, RunStatus, StepRecord};
+
+#[derive(Default)]
+struct Inner {
+    workflows: Vec<WorkflowVersion>,
+    runs: HashMap<Uuid, Run>,
+    steps: HashMap<Uuid, Vec<StepRecord>>,
+    events: HashMap<Uuid, Vec<EventRecord>>,
+    settings: HashMap<String, String>,
+}
+
+/// A store that lives in a mutex; every operation is atomic.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave half a write: every write below is
+        // computed first and applied last. So a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn version_of(new: NewWorkflowVersion, version: i64, at: chrono::DateTime<chrono::Utc>) -> WorkflowVersion {
+    WorkflowVersion {
+        id: new.id,
+        version,
+        name: new.name,
+        description: new.description,
+        definition: new.definition,
+        source: new.source,
+        start_step: new.start_step,
+        created_at: at,
+        created_by: new.created_by,
+    }
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    use crate::run::{Clock, SystemClock};
+    SystemClock.now()
+}
+
+#[async_trait]
+impl WorkflowStore for MemoryStore {
+    async fn create_workflow(&self, new: NewWorkflowVersion) -> Result<WorkflowVersion, StoreError> {
+        if let Some(expected) = new.expected_version.filter(|v| *v != 1) {
+            return Err(StoreError::VersionMismatch { expected, latest: 0 });
+        }
+        let mut inner = self.lock();
+        if inner.workflows.iter().any(|w| w.id == new.id) {
+            return Err(StoreError::Conflict(format!(
+                "workflow `{}` already exists; post to /v1/workflows/{}/versions to add a version",
+                new.id, new.id
+            )));
+        }
+        let saved = version_of(new, 1, now());
+        inner.workflows.push(saved.clone());
+        Ok(saved)
+    }
+
+    async fn add_workflow_version(&self, new: NewWorkflowVersion) -> Result<WorkflowVersion, StoreError> {
+        let mut inner = self.lock();
+        let latest = inner
+            .workflows
+            .iter()
+            .filter(|w| w.id == new.id)
+            .map(|w| w.version)
+            .max()
+            .ok_or_else(|| StoreError::NotFound(format!("workflow `{}`", new.id)))?;
+        if let Some(expected) = new.expected_version.filter(|v| *v != latest + 1) {
+            return Err(StoreError::VersionMismatch { expected, latest });
+        }
+        let saved = version_of(new, latest + 1, now());
+        inner.workflows.push(saved.clone());
+        Ok(saved)
+    }
+
+    async fn latest_workflow(&self, id: &str) -> Result<Option<WorkflowVersion>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .workflows
+            .iter()
+            .filter(|w| w.id == id)
+            .max_by_key(|w| w.version)
+            .cloned())
+    }
+
+    async fn workflow_version(&self, id: &str, version: i64) -> Result<Option<WorkflowVersion>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .workflows
+            .iter()
+            .find(|w| w.id == id && w.version == version)
+            .cloned())
+    }
+
+    async fn list_workflows(&self, query: &WorkflowQuery) -> Result<Page<WorkflowSummary>, StoreError> {
+        let inner = self.lock();
+        let mut latest: HashMap<&str, &WorkflowVersion> = HashMap::new();
+        for w in &inner.workflows {
+            let entry = latest.entry(w.id.as_str()).or_insert(w);
+            if w.version > entry.version {
+                *entry = w;
+            }
+        }
+        let needle = query.name_contains.as_ref().map(|n| n.to_lowercase());
+        let mut items: Vec<WorkflowSummary> = latest
+            .into_values()
+            .filter(|w| query.after_id.as_ref().is_none_or(|a| w.id.as_str() > a.as_str()))
+            .filter(|w| needle.as_ref().is_none_or(|n| w.name.to_lowercase().contains(n)))
+            .map(|w| WorkflowSummary {
+                id: w.id.clone(),
+                version: w.version,
+                name: w.name.clone(),
+                description: w.description.clone(),
+                start_step: w.start_step.clone(),
+                created_at: w.created_at,
+                created_by: w.created_by.clone(),
+            })
+            .collect();
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        let limit = query.limit.max(1) as usize;
+        let next_after = (items.len() > limit).then(|| items[limit - 1].id.clone());
+        items.truncate(limit);
+        Ok(Page { items, next_after })
+    }
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
+        let mut inner = self.lock();
+        if let Some(key) = &new.idempotency_key {
+            if let Some(existing) = inner.runs.values().find(|r| r.idempotency_key.as_ref() == Some(key)) {
+                return if existing.request_fingerprint == new.request_fingerprint {
+                    Ok(CreatedRun::Existing(existing.clone()))
+                } else {
+                    Err(StoreError::Conflict(format!(
+                        "idempotency key `{key}` was used for a different request"
+                    )))
+                };
+            }
+        }
+        if !inner
+            .workflows
+            .iter()
+            .any(|w| w.id == new.workflow_id && w.version == new.workflow_version)
+        {
+            return Err(StoreError::NotFound(format!(
+                "workflow `{}` version {}",
+                new.workflow_id, new.workflow_version
+            )));
+        }
+        let run = Run {
+            id: new.id,
+            workflow_id: new.workflow_id,
+            workflow_version: new.workflow_version,
+            status: RunStatus::Queued,
+            current_step: None,
+            context: new.context,
+            waiting: None,
+            error: None,
+            version: 0,
+            step_seq: 0,
+            event_seq: new.events.len() as i32,
+            idempotency_key: new.idempotency_key,
+            request_fingerprint: new.request_fingerprint,
+            created_by: new.created_by,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            finished_at: None,
+        };
+        inner.runs.insert(run.id, run.clone());
+        inner.events.insert(run.id, new.events);
+        Ok(CreatedRun::New(run))
+    }
+
+    async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
+        Ok(self.lock().runs.get(&id).cloned())
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunCursor>, StoreError> {
+        let inner = self.lock();
+        let mut items: Vec<Run> = inner
+            .runs
+            .values()
+            .filter(|r| query.workflow_id.as_ref().is_none_or(|w| &r.workflow_id == w))
+            .filter(|r| query.status.is_none_or(|s| r.status == s))
+            .filter(|r| query.before.is_none_or(|c| (r.created_at, r.id) < (c.created_at, c.id)))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        let limit = query.limit.max(1) as usize;
+        let next_after = (items.len() > limit).then(|| RunCursor {
+            created_at: items[limit - 1].created_at,
+            id: items[limit - 1].id,
+        });
+        items.truncate(limit);
+        Ok(Page { items, next_after })
+    }
+
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<i64, StoreError> {
+        let mut inner = self.lock();
+        let fenced = StoreError::Fenced {
+            run_id: cp.run_id,
+            expected: cp.expected_version,
+        };
+        let Some(run) = inner.runs.get_mut(&cp.run_id) else {
+            return Err(fenced);
+        };
+        if run.version != cp.expected_version {
+            return Err(fenced);
+        }
+        run.version += 1;
+        run.status = cp.status;
+        run.current_step = cp.current_step.clone();
+        run.context = cp.context.clone();
+        run.waiting = cp.waiting.clone();
+        run.error = cp.error.clone();
+        run.step_seq = cp.step_seq;
+        run.event_seq = cp.event_seq;
+        run.updated_at = cp.at;
+        if cp.finished_at.is_some() {
+            run.finished_at = cp.finished_at;
+        }
+        let version = run.version;
+        inner.steps.entry(cp.run_id).or_default().extend(cp.steps.iter().cloned());
+        inner.events.entry(cp.run_id).or_default().extend(cp.events.iter().cloned());
+        Ok(version)
+    }
+
+    async fn run_steps(&self, id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
+        Ok(self.lock().steps.get(&id).cloned().unwrap_or_default())
+    }
+
+    async fn run_events(&self, id: Uuid) -> Result<Vec<EventRecord>, StoreError> {
+        Ok(self.lock().events.get(&id).cloned().unwrap_or_default())
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<Uuid>, StoreError> {
+        let inner = self.lock();
+        let mut runs: Vec<&Run> = inner
+            .runs
+            .values()
+            .filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
+            .collect();
+        runs.sort_by_key(|r| (r.created_at, r.id));
+        Ok(runs.into_iter().map(|r| r.id).collect())
+    }
+}
+
+#[async_trait]
+impl SettingsStore for MemoryStore {
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        Ok(self
+            .lock()
+            .settings
+            .entry(key.to_string())
+            .or_insert_with(|| value.to_string())
+            .clone())
+    }
+}
+
+#[async_trait]
+impl Health for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
