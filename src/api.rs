@@ -7,16 +7,21 @@
 pub mod body;
 pub mod cursor;
 pub mod error;
+pub mod executions;
 pub mod extract;
+pub mod json;
 pub mod ops;
 pub mod workflows;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use scaff_actors::Runtime;
+use scaff_core::run::Clock;
 use scaff_core::store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -47,22 +52,18 @@ impl Default for Limits {
 pub struct AppState {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// The run runtime: starts, resumes, cancels and waits for runs.
+    pub runtime: Runtime,
+    /// Issues and verifies resume tokens.
+    pub tokens: Arc<crate::tokens::ResumeTokens>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
     /// Request limits.
     pub limits: Limits,
+    /// The longest `wait_ms` a client may ask for.
+    pub max_wait: Duration,
     /// The OpenAPI document as YAML, rendered once.
     pub openapi_yaml: Arc<str>,
-}
-
-impl AppState {
-    /// Builds the state around a store.
-    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
-        let openapi_yaml = openapi_yaml().into();
-        Self {
-            store,
-            limits,
-            openapi_yaml,
-        }
-    }
 }
 
 /// Top-level facts of the OpenAPI document; the paths come from the routes.
@@ -76,6 +77,7 @@ impl AppState {
     ),
     tags(
         (name = "workflows", description = "Workflow definitions and their versions"),
+        (name = "executions", description = "Runs of workflows: start, read, resume, cancel"),
         (name = "operations", description = "Health, readiness and the API description")
     )
 )]
@@ -92,6 +94,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workflows::add_version))
         .routes(routes!(workflows::get_version))
         .routes(routes!(workflows::validate_stored))
+        .routes(routes!(executions::start, executions::list))
+        .routes(routes!(executions::get))
+        .routes(routes!(executions::context))
+        .routes(routes!(executions::steps))
+        .routes(routes!(executions::run_events))
+        .routes(routes!(executions::resume))
+        .routes(routes!(executions::cancel))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
 }

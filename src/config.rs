@@ -76,6 +76,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SCAFF_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Secret that signs resume tokens (at least 32 bytes). When unset, one is generated on
+    /// first start and kept in the database, so restarts keep tokens valid.
+    #[arg(long, env = "SCAFF_RESUME_TOKEN_SECRET", hide_env_values = true)]
+    pub resume_token_secret: Option<String>,
+
+    /// How long a resume token stays valid after its wait began (`7d`, `12h`, `90m`).
+    #[arg(long, env = "SCAFF_RESUME_TOKEN_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub resume_token_ttl: scaff_core::workflow::Duration,
+
+    /// The longest `wait_ms` a client may ask for, in milliseconds.
+    #[arg(long, env = "SCAFF_MAX_WAIT_MS", default_value_t = 60_000)]
+    pub max_wait_ms: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM or ctrl-c.
     #[arg(long, env = "SCAFF_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
@@ -83,6 +96,10 @@ pub struct ServeArgs {
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
+}
+
+fn parse_duration(s: &str) -> Result<scaff_core::workflow::Duration, String> {
+    scaff_core::workflow::Duration::parse(s)
 }
 
 /// `scaff validate`.

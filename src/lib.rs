@@ -6,11 +6,15 @@
 //! - [`config`]: command-line and environment configuration (clap).
 //! - [`telemetry`]: structured logging.
 //! - [`report`]: compiler-style rendering of definition problems for `scaff validate`.
+//! - [`server`]: assembles the application (store, runtime, tokens) for `main` and tests.
+//! - [`tokens`]: resume tokens (signed JWTs).
 //!
 //! `main.rs` is the only place that knows every concrete type and wires them together.
 
 pub mod api;
 pub mod config;
 pub mod report;
+pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use scaff::api::{self, AppState, Limits};
+use scaff::api::{self, Limits};
 use scaff::config::{Cli, Command, DatabaseArgs, ServeArgs, ValidateArgs};
+use scaff::server::{self, Settings};
 use scaff::store::{self, StoreOptions, redact_url};
 use scaff::{report, telemetry};
 
@@ -48,15 +49,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = store::connect(&url, &store_options(&args.database, true))
         .await
         .with_context(|| format!("opening {}", redact_url(&url)))?;
-    let state = AppState::new(
-        store,
-        Limits {
+    let settings = Settings {
+        limits: Limits {
             max_body_bytes: args.max_body_bytes,
         },
-    );
+        token_secret: args.resume_token_secret.clone(),
+        token_ttl: Duration::from_secs(args.resume_token_ttl.as_secs()),
+        max_wait: Duration::from_millis(args.max_wait_ms),
+        ..Settings::default()
+    };
+    let state = server::build(store, settings).await?;
+    let runtime = state.runtime.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let shutdown = shutdown_signal();
     let local = listener.local_addr()?;
     tracing::info!(address = %local, database = %redact_url(&url), "scaff listening on http://{local}");
     let grace = Duration::from_secs(args.shutdown_grace_s);
@@ -66,10 +73,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = server_stop.wait_for(|stop| *stop).await;
     });
     let served = tokio::spawn(async move { server.await });
+    let recovering = runtime.clone();
+    tokio::spawn(async move { server::recover(&recovering).await });
     tokio::pin!(served);
     tokio::select! {
         r = &mut served => r??,
-        () = shutdown_signal() => {
+        () = shutdown => {
             let _ = stop_tx.send(true);
             // In-flight requests get `grace` to finish.
             match tokio::time::timeout(grace, &mut served).await {
@@ -79,6 +88,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     drop(stop_rx);
+    // Runs mid-step are redone from their last checkpoint at the next start.
+    runtime.shutdown(grace).await;
     tracing::info!("scaff stopped");
     Ok(())
 }
@@ -127,25 +138,45 @@ fn validate(args: &ValidateArgs) -> ExitCode {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the ctrl-c and SIGTERM handlers now (so a signal arriving at any point after
+/// start-up is seen) and returns a future that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => {},
+                () = int => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received; finishing in-flight requests");
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

@@ -44,7 +44,11 @@ pub(crate) enum RunMsg {
         reply: Reply,
     },
     /// A cancel request.
-    Cancel { actor: Option<String>, reply: Reply },
+    Cancel {
+        actor: Option<String>,
+        reason: Option<String>,
+        reply: Reply,
+    },
     /// The run's step kept panicking: fail the run.
     Crashed { message: String },
 }
@@ -140,7 +144,11 @@ impl Actor for RunActor {
                 },
                 Some(reply),
             ),
-            RunMsg::Cancel { actor, reply } => (Input::Cancel { actor }, Some(reply)),
+            RunMsg::Cancel {
+                actor,
+                reason,
+                reply,
+            } => (Input::Cancel { actor, reason }, Some(reply)),
             RunMsg::Crashed { message } => (Input::Crashed { message }, None),
         };
         state.apply(&myself, input, reply).await;
@@ -178,7 +186,8 @@ impl RunState {
         }
         self.run = transition.run;
         self.pending = transition.pending_events;
-        self.watch.publish(self.run.id, self.run.status, self.run.version);
+        self.watch
+            .publish(self.run.id, self.run.status, self.run.version);
         answer(reply, Ok(self.run.clone()));
         for effect in follow_up {
             match effect {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use scaff_core::run::machine::Rejection;
 use scaff_core::run::Run;
+use scaff_core::run::machine::Rejection;
 use scaff_core::store::StoreError;
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
@@ -106,16 +106,26 @@ impl Runtime {
     }
 
     /// Cancels a run that is not finished.
-    pub async fn cancel(&self, run_id: Uuid, actor: Option<String>) -> Result<Run, CommandError> {
+    pub async fn cancel(
+        &self,
+        run_id: Uuid,
+        actor: Option<String>,
+        reason: Option<String>,
+    ) -> Result<Run, CommandError> {
         self.command(run_id, |reply| RunMsg::Cancel {
             actor: actor.clone(),
+            reason: reason.clone(),
             reply,
         })
         .await
     }
 
     /// Reads the run, waiting up to `wait` for it to settle (waiting or terminal).
-    pub async fn wait_settled(&self, run_id: Uuid, wait: Duration) -> Result<Option<Run>, StoreError> {
+    pub async fn wait_settled(
+        &self,
+        run_id: Uuid,
+        wait: Duration,
+    ) -> Result<Option<Run>, StoreError> {
         let mut rx = self.watch.subscribe(run_id);
         let deadline = tokio::time::Instant::now() + wait;
         let result = loop {
@@ -147,7 +157,11 @@ impl Runtime {
     async fn ensure(&self, run: Run) -> Result<ActorRef<RunMsg>, CommandError> {
         let workflow = self
             .workflows
-            .get(self.deps.workflows.as_ref(), &run.workflow_id, run.workflow_version)
+            .get(
+                self.deps.workflows.as_ref(),
+                &run.workflow_id,
+                run.workflow_version,
+            )
             .await?;
         let call = self
             .supervisor
@@ -162,8 +176,12 @@ impl Runtime {
             .await;
         match call {
             Ok(CallResult::Success(result)) => result,
-            Ok(CallResult::Timeout) => Err(CommandError::Unresponsive("the supervisor timed out".into())),
-            _ => Err(CommandError::Unresponsive("the supervisor is not running".into())),
+            Ok(CallResult::Timeout) => Err(CommandError::Unresponsive(
+                "the supervisor timed out".into(),
+            )),
+            _ => Err(CommandError::Unresponsive(
+                "the supervisor is not running".into(),
+            )),
         }
     }
 
@@ -179,22 +197,35 @@ impl Runtime {
             let actor = match live {
                 Some(a) => a,
                 None => {
-                    let run = self.deps.runs.get_run(run_id).await?.ok_or(CommandError::NotFound)?;
+                    let run = self
+                        .deps
+                        .runs
+                        .get_run(run_id)
+                        .await?
+                        .ok_or(CommandError::NotFound)?;
                     if run.status.is_terminal() {
                         return Err(CommandError::Rejected(Rejection::Terminal(run.status)));
                     }
                     self.ensure(run).await?
                 }
             };
-            match actor.call(&build, Some(self.deps.config.call_timeout)).await {
-                Ok(CallResult::Success(Err(CommandError::Conflict))) => last = CommandError::Conflict,
+            match actor
+                .call(&build, Some(self.deps.config.call_timeout))
+                .await
+            {
+                Ok(CallResult::Success(Err(CommandError::Conflict))) => {
+                    last = CommandError::Conflict
+                }
                 Ok(CallResult::Success(result)) => return result,
                 Ok(CallResult::Timeout) => {
-                    return Err(CommandError::Unresponsive("the run's actor timed out".into()));
+                    return Err(CommandError::Unresponsive(
+                        "the run's actor timed out".into(),
+                    ));
                 }
                 // The actor stopped (passivated, finished, crashed) before answering.
                 Ok(CallResult::SenderError) | Err(_) => {
-                    self.live.remove_if(&run_id, |_, r| r.get_id() == actor.get_id());
+                    self.live
+                        .remove_if(&run_id, |_, r| r.get_id() == actor.get_id());
                 }
             }
         }

@@ -105,7 +105,9 @@ impl Actor for Supervisor {
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some((run_id, workflow)) = state.forget(cell.get_id()) {
-                    state.restart(&myself, run_id, workflow, err.to_string()).await;
+                    state
+                        .restart(&myself, run_id, workflow, err.to_string())
+                        .await;
                 }
             }
             _ => {}
@@ -139,7 +141,9 @@ impl SupState {
         };
         let (actor, _) = Actor::spawn_linked(None, RunActor, args, myself.get_cell())
             .await
-            .map_err(|e| CommandError::Unresponsive(format!("cannot spawn the run's actor: {e}")))?;
+            .map_err(|e| {
+                CommandError::Unresponsive(format!("cannot spawn the run's actor: {e}"))
+            })?;
         self.live.insert(run_id, actor.clone());
         self.children.insert(actor.get_id(), (run_id, workflow));
         let first = first.or(drive.then_some(RunMsg::Drive));

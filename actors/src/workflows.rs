@@ -27,14 +27,14 @@ impl WorkflowCache {
         if let Some(wf) = self.compiled.get(&(id.to_string(), version)) {
             return Ok(wf.clone());
         }
-        let stored = store
-            .workflow_version(id, version)
-            .await?
-            .ok_or_else(|| CommandError::Workflow(format!("workflow `{id}` version {version} does not exist")))?;
+        let stored = store.workflow_version(id, version).await?.ok_or_else(|| {
+            CommandError::Workflow(format!("workflow `{id}` version {version} does not exist"))
+        })?;
         let def: Workflow = serde_json::from_value(stored.definition)
             .map_err(|e| CommandError::Workflow(format!("stored definition does not load: {e}")))?;
         let compiled = Arc::new(
-            CompiledWorkflow::compile(id.to_string(), version, def).map_err(CommandError::Workflow)?,
+            CompiledWorkflow::compile(id.to_string(), version, def)
+                .map_err(CommandError::Workflow)?,
         );
         Ok(self
             .compiled

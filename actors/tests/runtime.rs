@@ -144,19 +144,40 @@ async fn a_run_waits_passivates_and_resumes_to_completion() {
     let run = h.start("form_flow").await;
     let waiting = h.settled(run.id).await;
     assert_eq!(waiting.status, RunStatus::Waiting);
-    assert_eq!(waiting.waiting.as_ref().map(|w| w.step_id.as_str()), Some("collect"));
+    assert_eq!(
+        waiting.waiting.as_ref().map(|w| w.step_id.as_str()),
+        Some("collect")
+    );
     assert!(h.all_passivated().await, "a waiting run holds no actor");
 
     let after = h
         .runtime
-        .submit(run.id, "collect", waiting.version, words(500), Some("alice".into()))
+        .submit(
+            run.id,
+            "collect",
+            waiting.version,
+            words(500),
+            Some("alice".into()),
+        )
         .await
         .expect("accepted");
     assert_eq!(after.status, RunStatus::Running);
     let done = h.settled(run.id).await;
     assert_eq!(done.status, RunStatus::Completed);
-    assert_eq!(done.context.runtime, *json!({"words": 500, "size": "long"}).as_object().expect("obj"));
-    let steps: Vec<String> = h.store.run_steps(run.id).await.expect("steps").into_iter().map(|s| s.step_id).collect();
+    assert_eq!(
+        done.context.runtime,
+        *json!({"words": 500, "size": "long"})
+            .as_object()
+            .expect("obj")
+    );
+    let steps: Vec<String> = h
+        .store
+        .run_steps(run.id)
+        .await
+        .expect("steps")
+        .into_iter()
+        .map(|s| s.step_id)
+        .collect();
     assert_eq!(steps, ["collect", "route", "long"]);
     assert!(h.all_passivated().await, "a finished run holds no actor");
 }
@@ -166,12 +187,27 @@ async fn refused_inputs_leave_the_run_waiting() {
     let h = harness(Arc::new(InlineExecutor), 3).await;
     let run = h.start("form_flow").await;
     let waiting = h.settled(run.id).await;
-    let invalid = h.runtime.submit(run.id, "collect", waiting.version, Map::new(), None).await;
-    assert!(matches!(invalid, Err(CommandError::Rejected(Rejection::Invalid(_)))), "{invalid:?}");
-    let stale = h.runtime.submit(run.id, "collect", waiting.version - 1, words(1), None).await;
-    assert!(matches!(stale, Err(CommandError::Rejected(Rejection::Stale))), "{stale:?}");
+    let invalid = h
+        .runtime
+        .submit(run.id, "collect", waiting.version, Map::new(), None)
+        .await;
+    assert!(
+        matches!(invalid, Err(CommandError::Rejected(Rejection::Invalid(_)))),
+        "{invalid:?}"
+    );
+    let stale = h
+        .runtime
+        .submit(run.id, "collect", waiting.version - 1, words(1), None)
+        .await;
+    assert!(
+        matches!(stale, Err(CommandError::Rejected(Rejection::Stale))),
+        "{stale:?}"
+    );
     let still = h.store.get_run(run.id).await.expect("read").expect("run");
-    assert_eq!((still.status, still.version), (RunStatus::Waiting, waiting.version));
+    assert_eq!(
+        (still.status, still.version),
+        (RunStatus::Waiting, waiting.version)
+    );
 }
 
 #[tokio::test]
@@ -184,7 +220,11 @@ async fn concurrent_resumes_of_one_run_succeed_exactly_once() {
         .map(|i| {
             let h = h.clone();
             let version = waiting.version;
-            tokio::spawn(async move { h.runtime.submit(run.id, "collect", version, words(i), None).await })
+            tokio::spawn(async move {
+                h.runtime
+                    .submit(run.id, "collect", version, words(i), None)
+                    .await
+            })
         })
         .collect();
     let mut ok = 0;
@@ -213,11 +253,23 @@ async fn cancel_stops_a_waiting_run_and_finished_runs_refuse_it() {
     let h = harness(Arc::new(InlineExecutor), 3).await;
     let run = h.start("form_flow").await;
     h.settled(run.id).await;
-    let canceled = h.runtime.cancel(run.id, Some("ops".into())).await.expect("canceled");
+    let canceled = h
+        .runtime
+        .cancel(run.id, Some("ops".into()), None)
+        .await
+        .expect("canceled");
     assert_eq!(canceled.status, RunStatus::Canceled);
-    let again = h.runtime.cancel(run.id, None).await;
-    assert!(matches!(again, Err(CommandError::Rejected(Rejection::Terminal(RunStatus::Canceled)))), "{again:?}");
-    let missing = h.runtime.cancel(Uuid::now_v7(), None).await;
+    let again = h.runtime.cancel(run.id, None, None).await;
+    assert!(
+        matches!(
+            again,
+            Err(CommandError::Rejected(Rejection::Terminal(
+                RunStatus::Canceled
+            )))
+        ),
+        "{again:?}"
+    );
+    let missing = h.runtime.cancel(Uuid::now_v7(), None, None).await;
     assert!(matches!(missing, Err(CommandError::NotFound)));
 }
 
@@ -239,30 +291,64 @@ impl StepExecutor for Flaky {
 
 #[tokio::test]
 async fn a_panicking_step_restarts_from_the_last_checkpoint() {
-    let flaky = Arc::new(Flaky { step: "s2", times: 2, seen: AtomicU32::new(0) });
+    let flaky = Arc::new(Flaky {
+        step: "s2",
+        times: 2,
+        seen: AtomicU32::new(0),
+    });
     let h = harness(flaky.clone(), 3).await;
     let run = h.start("chain").await;
     let done = h.settled(run.id).await;
     assert_eq!(done.status, RunStatus::Completed, "{:?}", done.error);
     assert_eq!(done.context.runtime.get("n"), Some(&json!(3)));
-    assert_eq!(flaky.seen.load(Ordering::SeqCst), 3, "two panics, one success");
-    let steps: Vec<String> = h.store.run_steps(run.id).await.expect("steps").into_iter().map(|s| s.step_id).collect();
-    assert_eq!(steps, ["s1", "s2", "s3"], "s1 was not redone: it was checkpointed");
+    assert_eq!(
+        flaky.seen.load(Ordering::SeqCst),
+        3,
+        "two panics, one success"
+    );
+    let steps: Vec<String> = h
+        .store
+        .run_steps(run.id)
+        .await
+        .expect("steps")
+        .into_iter()
+        .map(|s| s.step_id)
+        .collect();
+    assert_eq!(
+        steps,
+        ["s1", "s2", "s3"],
+        "s1 was not redone: it was checkpointed"
+    );
 }
 
 #[tokio::test]
 async fn past_the_restart_budget_the_run_fails_with_the_panic_message() {
-    let flaky = Arc::new(Flaky { step: "s2", times: 100, seen: AtomicU32::new(0) });
+    let flaky = Arc::new(Flaky {
+        step: "s2",
+        times: 100,
+        seen: AtomicU32::new(0),
+    });
     let h = harness(flaky.clone(), 2).await;
     let run = h.start("chain").await;
     let failed = h.settled(run.id).await;
     assert_eq!(failed.status, RunStatus::Failed);
     let error = failed.error.expect("error");
     assert_eq!(error.code, "step.panicked");
-    assert!(error.message.contains("injected fault in s2"), "{}", error.message);
-    assert_eq!(flaky.seen.load(Ordering::SeqCst), 3, "the first try and two restarts");
+    assert!(
+        error.message.contains("injected fault in s2"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        flaky.seen.load(Ordering::SeqCst),
+        3,
+        "the first try and two restarts"
+    );
     let steps = h.store.run_steps(run.id).await.expect("steps");
-    assert_eq!(steps.last().map(|s| (s.step_id.as_str(), s.status)), Some(("s2", StepStatus::Failed)));
+    assert_eq!(
+        steps.last().map(|s| (s.step_id.as_str(), s.status)),
+        Some(("s2", StepStatus::Failed))
+    );
     assert!(h.all_passivated().await);
 }
 
@@ -279,7 +365,11 @@ async fn recovery_continues_runs_left_unfinished() {
     for id in &ids[..5] {
         let run = h.settled(*id).await;
         assert_eq!(run.status, RunStatus::Completed);
-        assert_eq!(h.store.run_steps(*id).await.expect("steps").len(), 3, "each step once");
+        assert_eq!(
+            h.store.run_steps(*id).await.expect("steps").len(),
+            3,
+            "each step once"
+        );
     }
     assert_eq!(h.settled(ids[5]).await.status, RunStatus::Waiting);
     assert_eq!(h.runtime.recover().await.expect("nothing left"), 0);
@@ -298,7 +388,10 @@ async fn many_parked_runs_hold_no_actors() {
     assert!(h.all_passivated().await);
     let pick = ids[317];
     let version = h.settled(pick).await.version;
-    h.runtime.submit(pick, "collect", version, words(1), None).await.expect("resumed");
+    h.runtime
+        .submit(pick, "collect", version, words(1), None)
+        .await
+        .expect("resumed");
     assert_eq!(h.settled(pick).await.status, RunStatus::Completed);
 }
 
@@ -307,8 +400,20 @@ async fn waiting_for_a_run_that_does_not_settle_ends_at_the_deadline() {
     let h = harness(Arc::new(InlineExecutor), 3).await;
     let run = h.create("chain").await; // never launched: stays queued
     let started = tokio::time::Instant::now();
-    let seen = h.runtime.wait_settled(run.id, Duration::from_secs(30)).await.expect("read").expect("run");
+    let seen = h
+        .runtime
+        .wait_settled(run.id, Duration::from_secs(30))
+        .await
+        .expect("read")
+        .expect("run");
     assert_eq!(seen.status, RunStatus::Queued);
-    assert!(started.elapsed() >= Duration::from_secs(30), "waited the whole deadline (virtual time)");
-    assert_eq!(h.runtime.watch().watched(), 0, "the watch channel was released");
+    assert!(
+        started.elapsed() >= Duration::from_secs(30),
+        "waited the whole deadline (virtual time)"
+    );
+    assert_eq!(
+        h.runtime.watch().watched(),
+        0,
+        "the watch channel was released"
+    );
 }

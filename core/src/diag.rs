@@ -71,6 +71,10 @@ pub mod codes {
     pub const YAML_SYNTAX: &str = "yaml.syntax";
     /// A JSON request body that does not parse (reported with 400, before validation).
     pub const JSON_SYNTAX: &str = "json.syntax";
+    /// A JSON request body whose fields have the wrong shape (reported with 422).
+    pub const BODY_INVALID: &str = "body.invalid";
+    /// A submitted form value that breaks its field's rules (reported with 422).
+    pub const INPUT_INVALID: &str = "input.invalid";
     /// Nesting deeper than the limit.
     pub const YAML_TOO_DEEP: &str = "yaml.too_deep";
     /// Aliases would expand past the node budget (a "billion laughs" document).

@@ -1,10 +1,10 @@
 //! The seam where the expression language and the template language plug into validation.
 //!
 //! Workflow validation calls [`check_expression`] for every `when` and `set` value and
-//! [`check_template`] for every templated string. Until the full languages land (the
-//! expression parser with the runs issue, minijinja templates with the AI issue) these check
-//! what can be checked without them: emptiness, size, and balanced delimiters. Replacing the
-//! bodies of these two functions is all it takes to make validation use the real parsers.
+//! [`check_template`] for every templated string. Expressions are compiled by the real
+//! language ([`crate::expr`]); until minijinja templates land with the AI issue, templates are
+//! checked for what can be checked without them: size and closed blocks. Replacing the body of
+//! [`check_template`] is all it takes to make validation use the real template parser.
 
 /// Longest expression accepted, in bytes.
 pub const MAX_EXPRESSION_LEN: usize = 4096;
@@ -20,21 +20,14 @@ pub struct LangError {
     pub message: String,
 }
 
-/// Checks the syntax of an expression (DESIGN §5).
+/// Checks an expression (DESIGN §5) by compiling it with [`crate::expr::compile`]: syntax,
+/// names rooted at `static`, `profile`, `inputs` or `runtime`, only the known functions, and
+/// the size and nesting limits.
 pub fn check_expression(src: &str) -> Result<(), LangError> {
-    if src.trim().is_empty() {
-        return Err(LangError {
-            offset: 0,
-            message: "the expression is empty".into(),
-        });
-    }
-    if src.len() > MAX_EXPRESSION_LEN {
-        return Err(LangError {
-            offset: MAX_EXPRESSION_LEN,
-            message: format!("the expression is longer than {MAX_EXPRESSION_LEN} bytes"),
-        });
-    }
-    check_brackets(src)
+    crate::expr::compile(src).map(drop).map_err(|e| LangError {
+        offset: e.offset,
+        message: e.message,
+    })
 }
 
 /// Checks the syntax of a template (`{{ expr }}` and `{% tag %}` blocks).
@@ -69,47 +62,6 @@ pub fn check_template(src: &str) -> Result<(), LangError> {
     Ok(())
 }
 
-/// Brackets and quotes must balance.
-fn check_brackets(src: &str) -> Result<(), LangError> {
-    let mut stack: Vec<(char, usize)> = Vec::new();
-    let mut quote: Option<(char, usize)> = None;
-    for (i, c) in src.chars().enumerate() {
-        if let Some((q, _)) = quote {
-            if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '\'' | '"' => quote = Some((c, i)),
-            '(' | '[' => stack.push((c, i)),
-            ')' | ']' => {
-                let want = if c == ')' { '(' } else { '[' };
-                if stack.pop().map(|(o, _)| o) != Some(want) {
-                    return Err(LangError {
-                        offset: i,
-                        message: format!("unbalanced `{c}`"),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some((q, at)) = quote {
-        return Err(LangError {
-            offset: at,
-            message: format!("the string opened with {q} is never closed"),
-        });
-    }
-    if let Some((o, at)) = stack.pop() {
-        return Err(LangError {
-            offset: at,
-            message: format!("`{o}` is never closed"),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,11 +69,23 @@ mod tests {
     #[test]
     fn expressions_need_content_and_balance() {
         assert!(check_expression("runtime.n + 1").is_ok());
-        assert!(check_expression("len(runtime.tags) > 0 and x in ['a', 'b']").is_ok());
+        assert!(check_expression("len(runtime.tags) > 0 and runtime.x in ['a', 'b']").is_ok());
         assert_eq!(check_expression("  ").map_err(|e| e.offset), Err(0));
         assert_eq!(check_expression("len(x").map_err(|e| e.offset), Err(3));
         assert_eq!(check_expression("a == 'b").map_err(|e| e.offset), Err(5));
         assert!(check_expression("a)").is_err());
+    }
+
+    #[test]
+    fn expressions_are_compiled_by_the_real_language() {
+        let err = check_expression("runtime.x + foo.bar").expect_err("unknown root");
+        assert_eq!(err.offset, 12);
+        assert!(err.message.contains("`foo`"), "{}", err.message);
+        let err = check_expression("runtime.x.lower()").expect_err("method call");
+        assert_eq!(err.offset, 10);
+        let long = format!("runtime.n + {}", "1 + ".repeat(MAX_EXPRESSION_LEN));
+        let err = check_expression(&long).expect_err("too long");
+        assert_eq!(err.offset, MAX_EXPRESSION_LEN);
     }
 
     #[test]

@@ -7,12 +7,16 @@
 //! - [`located`]: YAML/JSON text → a tree of nodes that remember line and column, with limits
 //!   against alias bombs and deep nesting.
 //! - [`workflow`]: the workflow model and [`workflow::parse`], which reports every problem.
+//! - [`expr`]: the expression language: [`expr::compile`] checks it once, [`expr::Expr::eval`]
+//!   evaluates it over a run's context with bounded cost.
 //! - [`lang`]: the seam where expression and template syntax checks plug in.
 //! - [`store`]: the storage port (records and traits) the PostgreSQL and SQLite adapters
 //!   implement.
 
 pub mod diag;
+pub mod expr;
 pub mod lang;
 pub mod located;
+pub mod run;
 pub mod store;
 pub mod workflow;

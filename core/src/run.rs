@@ -173,9 +173,13 @@ impl StepStatus {
 
     /// Parses a stored step status.
     pub fn parse(s: &str) -> Option<Self> {
-        [StepStatus::Completed, StepStatus::Failed, StepStatus::Canceled]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            StepStatus::Completed,
+            StepStatus::Failed,
+            StepStatus::Canceled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 }
 

@@ -28,6 +28,8 @@ CREATE TABLE runs (
     idempotency_key     TEXT,
     request_fingerprint TEXT,                     -- hash of the start request, for 409 on reuse
     version             BIGINT      NOT NULL DEFAULT 0,   -- checkpoint fence
+    step_seq            INTEGER     NOT NULL DEFAULT 0,   -- run_steps written so far
+    event_seq           INTEGER     NOT NULL DEFAULT 0,   -- events written so far
     lease_owner         TEXT,
     lease_expires_at    TIMESTAMPTZ,
     created_by          TEXT,
@@ -69,3 +71,10 @@ CREATE TABLE events (
     UNIQUE (run_id, seq)
 );
 CREATE INDEX events_kind_idx ON events (kind, id);
+
+-- Small server-wide settings, e.g. the generated resume-token signing secret.
+CREATE TABLE settings (
+    key         TEXT        PRIMARY KEY,
+    value       TEXT        NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);

@@ -29,6 +29,8 @@ CREATE TABLE runs (
     idempotency_key     TEXT,
     request_fingerprint TEXT,
     version             INTEGER NOT NULL DEFAULT 0,
+    step_seq            INTEGER NOT NULL DEFAULT 0,
+    event_seq           INTEGER NOT NULL DEFAULT 0,
     lease_owner         TEXT,
     lease_expires_at    TEXT,
     created_by          TEXT,
@@ -70,3 +72,9 @@ CREATE TABLE events (
     UNIQUE (run_id, seq)
 );
 CREATE INDEX events_kind_idx ON events (kind, id);
+
+CREATE TABLE settings (
+    key         TEXT    PRIMARY KEY,
+    value       TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL
+);

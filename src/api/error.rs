@@ -35,10 +35,12 @@ pub struct Problem {
 pub struct ProblemItem {
     /// Path into the document (`steps[2].next`); empty for the document itself.
     pub path: String,
-    /// 1-based line in the submitted text.
-    pub line: usize,
-    /// 1-based column in the submitted text.
-    pub column: usize,
+    /// 1-based line in the submitted text (absent for problems without a position).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based column in the submitted text (absent for problems without a position).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
     /// Stable code, e.g. `key.unknown`.
     pub code: String,
     /// Explanation.
@@ -49,8 +51,8 @@ impl From<&Diagnostic> for ProblemItem {
     fn from(d: &Diagnostic) -> Self {
         Self {
             path: d.path.clone(),
-            line: d.line,
-            column: d.column,
+            line: Some(d.line),
+            column: Some(d.column),
             code: d.code.to_string(),
             message: d.message.clone(),
         }
@@ -63,6 +65,17 @@ pub enum ApiError {
     /// The definition breaks rules (422).
     #[error("the definition has {} problem(s)", .0.len())]
     Invalid(Vec<Diagnostic>),
+    /// Request data breaks its rules: form inputs, body fields (422).
+    #[error("{detail}")]
+    InvalidInput {
+        /// What is wrong, in a sentence.
+        detail: String,
+        /// Each problem.
+        errors: Vec<ProblemItem>,
+    },
+    /// A credential (a resume token) is missing, invalid or expired (401).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The request itself is malformed: unreadable JSON, bad query parameters (400).
     #[error("{detail}")]
     BadRequest {
@@ -98,7 +111,10 @@ impl ApiError {
     /// The HTTP status for this error.
     pub fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::InvalidInput { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NoRoute(status, _) => *status,
@@ -113,6 +129,8 @@ impl ApiError {
     fn slug_and_title(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::Invalid(_) => ("validation", "The definition is invalid"),
+            ApiError::InvalidInput { .. } => ("invalid-input", "The input is invalid"),
+            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
             ApiError::BadRequest { .. } => ("bad-request", "The request is malformed"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::NoRoute(s, _) if *s == StatusCode::METHOD_NOT_ALLOWED => {
@@ -136,6 +154,7 @@ impl ApiError {
             ApiError::Invalid(diags) | ApiError::BadRequest { errors: diags, .. } => {
                 diags.iter().map(ProblemItem::from).collect()
             }
+            ApiError::InvalidInput { errors, .. } => errors.clone(),
             _ => Vec::new(),
         };
         Problem {
@@ -157,6 +176,9 @@ impl From<StoreError> for ApiError {
                 "the definition says version {expected}, but the next version would be {}",
                 latest + 1
             )),
+            StoreError::Fenced { .. } => {
+                ApiError::Conflict("the execution changed concurrently; read it and retry".into())
+            }
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
         }
     }

@@ -89,9 +89,15 @@ pub fn document_extras(doc: &mut OpenApi) {
         if !path.starts_with("/v1/") {
             continue;
         }
-        for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch]
-            .into_iter()
-            .flatten()
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
         {
             op.responses
                 .responses

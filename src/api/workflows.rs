@@ -403,5 +403,4 @@ pub async fn validate_stored(
         valid: true,
         definition: saved.definition,
     }))
-}))
 }

@@ -3,14 +3,22 @@
 //! number loses on the primary key and retries.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use scaff_core::run::{EventRecord, Run, RunError, StepRecord};
 use scaff_core::store::{
-    Health, NewWorkflowVersion, Page, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
+    Checkpoint, CreatedRun, Health, NewRun, NewWorkflowVersion, Page, RunCursor, RunQuery,
+    RunStore, SettingsStore, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
     WorkflowVersion,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
 
-use super::rows::{SummaryRow, VersionRow, page, saved};
+use super::rows::{
+    EventRow, RunRow, StepRow, SummaryRow, VersionRow, create_run_error, event_columns, existing,
+    new_run, page, run_columns, run_page, runs, saved, step_columns,
+};
 use super::{
     ConnectError, StoreOptions, VERSION_RACE_RETRIES, is_unique_violation, like_pattern,
     now_micros, unavailable,
@@ -182,6 +190,314 @@ impl WorkflowStore for PgStore {
         .await
         .map_err(unavailable)?;
         Ok(page(rows, limit as usize))
+    }
+}
+
+/// Events as column arrays, for `UNNEST` (one statement inserts them all).
+struct EventColumns<'a> {
+    seq: Vec<i32>,
+    kind: Vec<&'a str>,
+    step_id: Vec<Option<&'a str>>,
+    actor: Vec<Option<&'a str>>,
+    data: Vec<Json<&'a serde_json::Value>>,
+    created_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &'a [EventRecord]) -> Self {
+        Self {
+            seq: events.iter().map(|e| e.seq).collect(),
+            kind: events.iter().map(|e| e.kind.as_str()).collect(),
+            step_id: events.iter().map(|e| e.step_id.as_deref()).collect(),
+            actor: events.iter().map(|e| e.actor.as_deref()).collect(),
+            data: events.iter().map(|e| Json(&e.data)).collect(),
+            created_at: events.iter().map(|e| e.created_at).collect(),
+        }
+    }
+}
+
+/// Step records as column arrays, for `UNNEST`.
+struct StepColumns<'a> {
+    seq: Vec<i32>,
+    step_id: Vec<&'a str>,
+    step_type: Vec<&'a str>,
+    attempt: Vec<i32>,
+    status: Vec<&'a str>,
+    input: Vec<Option<Json<&'a serde_json::Value>>>,
+    output: Vec<Option<Json<&'a serde_json::Value>>>,
+    error: Vec<Option<Json<&'a RunError>>>,
+    started_at: Vec<DateTime<Utc>>,
+    finished_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> StepColumns<'a> {
+    fn of(steps: &'a [StepRecord]) -> Self {
+        Self {
+            seq: steps.iter().map(|s| s.seq).collect(),
+            step_id: steps.iter().map(|s| s.step_id.as_str()).collect(),
+            step_type: steps.iter().map(|s| s.step_type.as_str()).collect(),
+            attempt: steps.iter().map(|s| s.attempt).collect(),
+            status: steps.iter().map(|s| s.status.as_str()).collect(),
+            input: steps.iter().map(|s| s.input.as_ref().map(Json)).collect(),
+            output: steps.iter().map(|s| s.output.as_ref().map(Json)).collect(),
+            error: steps.iter().map(|s| s.error.as_ref().map(Json)).collect(),
+            started_at: steps.iter().map(|s| s.started_at).collect(),
+            finished_at: steps.iter().map(|s| s.finished_at).collect(),
+        }
+    }
+}
+
+/// How often a create looks for the run that took its idempotency key before giving up.
+const IDEMPOTENCY_RETRIES: usize = 3;
+
+impl PgStore {
+    async fn run_by_key(&self, key: &str) -> Result<Option<Run>, StoreError> {
+        sqlx::query_as::<_, RunRow<Uuid>>(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(Run::try_from)
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl RunStore for PgStore {
+    async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
+        let (run, events) = new_run(new);
+        let ev = EventColumns::of(&events);
+        for _ in 0..IDEMPOTENCY_RETRIES {
+            // The unique index on idempotency_key decides: a concurrent insert of the same key
+            // waits for the first and then inserts nothing (and no events).
+            let inserted: Option<Uuid> = sqlx::query_scalar(
+                "WITH ins AS ( \
+                   INSERT INTO runs (id, workflow_id, workflow_version, status, context, \
+                     idempotency_key, request_fingerprint, version, step_seq, event_seq, \
+                     created_by, created_at, updated_at) \
+                   VALUES ($1, $2, $3, 'queued', $4, $5, $6, 0, 0, $7, $8, $9, $9) \
+                   ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+                   RETURNING id \
+                 ), ev AS ( \
+                   INSERT INTO events (run_id, seq, kind, step_id, actor, data, created_at) \
+                   SELECT ins.id, e.seq, e.kind, e.step_id, e.actor, e.data, e.created_at \
+                   FROM ins, UNNEST($10::int4[], $11::text[], $12::text[], $13::text[], \
+                     $14::jsonb[], $15::timestamptz[]) \
+                     AS e(seq, kind, step_id, actor, data, created_at) \
+                 ) \
+                 SELECT id FROM ins",
+            )
+            .bind(run.id)
+            .bind(&run.workflow_id)
+            .bind(run.workflow_version)
+            .bind(Json(&run.context))
+            .bind(&run.idempotency_key)
+            .bind(&run.request_fingerprint)
+            .bind(run.event_seq)
+            .bind(&run.created_by)
+            .bind(run.created_at)
+            .bind(&ev.seq)
+            .bind(&ev.kind)
+            .bind(&ev.step_id)
+            .bind(&ev.actor)
+            .bind(&ev.data)
+            .bind(&ev.created_at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| create_run_error(e, &run))?;
+            if inserted.is_some() {
+                return Ok(CreatedRun::New(run));
+            }
+            let Some(key) = &run.idempotency_key else {
+                break;
+            };
+            if let Some(earlier) = self.run_by_key(key).await? {
+                return existing(earlier, run.request_fingerprint.as_ref());
+            }
+            // The run holding the key vanished between the two statements: try again.
+        }
+        Err(StoreError::Unavailable(format!(
+            "run {} was neither inserted nor found by its idempotency key",
+            run.id
+        )))
+    }
+
+    async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
+        sqlx::query_as::<_, RunRow<Uuid>>(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(Run::try_from)
+        .transpose()
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunCursor>, StoreError> {
+        let limit = query.limit.max(1);
+        // Only the filters given appear, so the planner can use the matching index.
+        let mut q = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE TRUE"
+        ));
+        if let Some(workflow_id) = &query.workflow_id {
+            q.push(" AND workflow_id = ").push_bind(workflow_id);
+        }
+        if let Some(status) = query.status {
+            q.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = query.before {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(before.created_at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows: Vec<RunRow<Uuid>> = q
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(run_page(runs(rows)?, limit as usize))
+    }
+
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<i64, StoreError> {
+        let steps = StepColumns::of(&cp.steps);
+        let ev = EventColumns::of(&cp.events);
+        // One statement, so one round trip and one implicit transaction: the inserts read
+        // from the fenced UPDATE, so when it matches no row nothing at all is written.
+        let version: Option<i64> = sqlx::query_scalar(
+            "WITH upd AS ( \
+               UPDATE runs SET status = $3, current_step = $4, context = $5, waiting = $6, \
+                 error = $7, step_seq = $8, event_seq = $9, updated_at = $10, \
+                 finished_at = COALESCE($11, finished_at), version = version + 1 \
+               WHERE id = $1 AND version = $2 \
+               RETURNING id, version \
+             ), st AS ( \
+               INSERT INTO run_steps (run_id, seq, step_id, step_type, attempt, status, input, \
+                 output, error, started_at, finished_at) \
+               SELECT upd.id, s.seq, s.step_id, s.step_type, s.attempt, s.status, s.input, \
+                 s.output, s.error, s.started_at, s.finished_at \
+               FROM upd, UNNEST($12::int4[], $13::text[], $14::text[], $15::int4[], \
+                 $16::text[], $17::jsonb[], $18::jsonb[], $19::jsonb[], $20::timestamptz[], \
+                 $21::timestamptz[]) \
+                 AS s(seq, step_id, step_type, attempt, status, input, output, error, \
+                   started_at, finished_at) \
+             ), ev AS ( \
+               INSERT INTO events (run_id, seq, kind, step_id, actor, data, created_at) \
+               SELECT upd.id, e.seq, e.kind, e.step_id, e.actor, e.data, e.created_at \
+               FROM upd, UNNEST($22::int4[], $23::text[], $24::text[], $25::text[], \
+                 $26::jsonb[], $27::timestamptz[]) \
+                 AS e(seq, kind, step_id, actor, data, created_at) \
+             ) \
+             SELECT version FROM upd",
+        )
+        .bind(cp.run_id)
+        .bind(cp.expected_version)
+        .bind(cp.status.as_str())
+        .bind(&cp.current_step)
+        .bind(Json(&cp.context))
+        .bind(cp.waiting.as_ref().map(Json))
+        .bind(cp.error.as_ref().map(Json))
+        .bind(cp.step_seq)
+        .bind(cp.event_seq)
+        .bind(cp.at)
+        .bind(cp.finished_at)
+        .bind(&steps.seq)
+        .bind(&steps.step_id)
+        .bind(&steps.step_type)
+        .bind(&steps.attempt)
+        .bind(&steps.status)
+        .bind(&steps.input)
+        .bind(&steps.output)
+        .bind(&steps.error)
+        .bind(&steps.started_at)
+        .bind(&steps.finished_at)
+        .bind(&ev.seq)
+        .bind(&ev.kind)
+        .bind(&ev.step_id)
+        .bind(&ev.actor)
+        .bind(&ev.data)
+        .bind(&ev.created_at)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        version.ok_or(StoreError::Fenced {
+            run_id: cp.run_id,
+            expected: cp.expected_version,
+        })
+    }
+
+    async fn run_steps(&self, id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
+        let rows: Vec<StepRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            step_columns!(),
+            " FROM run_steps WHERE run_id = $1 ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        super::rows::steps(rows)
+    }
+
+    async fn run_events(&self, id: Uuid) -> Result<Vec<EventRecord>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE run_id = $1 ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        super::rows::events(rows)
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<Uuid>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM runs WHERE status IN ('queued', 'running') \
+             ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl SettingsStore for PgStore {
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO settings (key, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO NOTHING RETURNING value",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now_micros())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if let Some(v) = inserted {
+            return Ok(v);
+        }
+        // A separate statement, so its snapshot sees the winner's committed row.
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| StoreError::Unavailable(format!("setting `{key}` vanished")))
     }
 }
 

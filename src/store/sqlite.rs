@@ -10,16 +10,25 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use scaff_core::run::{EventRecord, Run, StepRecord};
 use scaff_core::store::{
-    Health, NewWorkflowVersion, Page, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
+    Checkpoint, CreatedRun, Health, NewRun, NewWorkflowVersion, Page, RunCursor, RunQuery,
+    RunStore, SettingsStore, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
     WorkflowVersion,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use uuid::Uuid;
+use uuid::fmt::Hyphenated;
 
-use super::rows::{SummaryRow, VersionRow, page, saved};
+use super::rows::{
+    EventRow, RunRow, StepRow, SummaryRow, VersionRow, create_run_error, event_columns, existing,
+    new_run, page, run_columns, run_page, runs, saved, step_columns,
+};
 use super::{
     ConnectError, StoreOptions, is_unique_violation, like_pattern, now_micros, unavailable,
 };
@@ -189,6 +198,277 @@ impl WorkflowStore for SqliteStore {
         .await
         .map_err(unavailable)?;
         Ok(page(rows, limit as usize))
+    }
+}
+
+/// A timestamp as stored in the run tables: RFC 3339, UTC, always six fractional digits, so
+/// that TEXT order is time order (ordering and cursors compare the text).
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A UUID as stored: hyphenated TEXT (sqlx would bind a bare `Uuid` as a BLOB).
+fn text_id(id: Uuid) -> Hyphenated {
+    id.hyphenated()
+}
+
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    run_id: Uuid,
+    events: &[EventRecord],
+) -> Result<(), sqlx::Error> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO events (run_id, seq, kind, step_id, actor, data, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(text_id(run_id))
+        .bind(e.seq)
+        .bind(&e.kind)
+        .bind(&e.step_id)
+        .bind(&e.actor)
+        .bind(Json(&e.data))
+        .bind(ts(e.created_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_steps(
+    conn: &mut SqliteConnection,
+    run_id: Uuid,
+    steps: &[StepRecord],
+) -> Result<(), sqlx::Error> {
+    for s in steps {
+        sqlx::query(
+            "INSERT INTO run_steps (run_id, seq, step_id, step_type, attempt, status, input, \
+             output, error, started_at, finished_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .bind(text_id(run_id))
+        .bind(s.seq)
+        .bind(&s.step_id)
+        .bind(&s.step_type)
+        .bind(s.attempt)
+        .bind(s.status.as_str())
+        .bind(s.input.as_ref().map(Json))
+        .bind(s.output.as_ref().map(Json))
+        .bind(s.error.as_ref().map(Json))
+        .bind(ts(s.started_at))
+        .bind(ts(s.finished_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
+        let (run, events) = new_run(new);
+        let mut tx = self.write.begin().await.map_err(unavailable)?;
+        // The unique index on idempotency_key decides; on the one writer connection a second
+        // create with the key finds the first committed and inserts nothing.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO runs (id, workflow_id, workflow_version, status, context, \
+             idempotency_key, request_fingerprint, version, step_seq, event_seq, created_by, \
+             created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, 0, 0, ?7, ?8, ?9, ?9) \
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING 1",
+        )
+        .bind(text_id(run.id))
+        .bind(&run.workflow_id)
+        .bind(run.workflow_version)
+        .bind(Json(&run.context))
+        .bind(&run.idempotency_key)
+        .bind(&run.request_fingerprint)
+        .bind(run.event_seq)
+        .bind(&run.created_by)
+        .bind(ts(run.created_at))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| create_run_error(e, &run))?;
+        if inserted.is_some() {
+            insert_events(&mut tx, run.id, &events)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            return Ok(CreatedRun::New(run));
+        }
+        tx.rollback().await.map_err(unavailable)?;
+        let earlier = match &run.idempotency_key {
+            Some(key) => self.run_by_key(key).await?,
+            None => None,
+        };
+        match earlier {
+            Some(earlier) => existing(earlier, run.request_fingerprint.as_ref()),
+            None => Err(StoreError::Unavailable(format!(
+                "run {} was neither inserted nor found by its idempotency key",
+                run.id
+            ))),
+        }
+    }
+
+    async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
+        sqlx::query_as::<_, RunRow<Hyphenated>>(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE id = ?1"
+        ))
+        .bind(text_id(id))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(unavailable)?
+        .map(Run::try_from)
+        .transpose()
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunCursor>, StoreError> {
+        let limit = query.limit.max(1);
+        // Only the filters given appear, so the planner can use the matching index.
+        let mut q =
+            QueryBuilder::<Sqlite>::new(concat!("SELECT ", run_columns!(), " FROM runs WHERE 1"));
+        if let Some(workflow_id) = &query.workflow_id {
+            q.push(" AND workflow_id = ").push_bind(workflow_id);
+        }
+        if let Some(status) = query.status {
+            q.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(before) = query.before {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(ts(before.created_at))
+                .push(", ")
+                .push_bind(text_id(before.id))
+                .push(")");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows: Vec<RunRow<Hyphenated>> = q
+            .build_query_as()
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        Ok(run_page(runs(rows)?, limit as usize))
+    }
+
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<i64, StoreError> {
+        let mut tx = self.write.begin().await.map_err(unavailable)?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE runs SET status = ?3, current_step = ?4, context = ?5, waiting = ?6, \
+             error = ?7, step_seq = ?8, event_seq = ?9, updated_at = ?10, \
+             finished_at = COALESCE(?11, finished_at), version = version + 1 \
+             WHERE id = ?1 AND version = ?2 \
+             RETURNING version",
+        )
+        .bind(text_id(cp.run_id))
+        .bind(cp.expected_version)
+        .bind(cp.status.as_str())
+        .bind(&cp.current_step)
+        .bind(Json(&cp.context))
+        .bind(cp.waiting.as_ref().map(Json))
+        .bind(cp.error.as_ref().map(Json))
+        .bind(cp.step_seq)
+        .bind(cp.event_seq)
+        .bind(ts(cp.at))
+        .bind(cp.finished_at.map(ts))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(version) = version else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Err(StoreError::Fenced {
+                run_id: cp.run_id,
+                expected: cp.expected_version,
+            });
+        };
+        insert_steps(&mut tx, cp.run_id, &cp.steps)
+            .await
+            .map_err(unavailable)?;
+        insert_events(&mut tx, cp.run_id, &cp.events)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(version)
+    }
+
+    async fn run_steps(&self, id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
+        let rows: Vec<StepRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            step_columns!(),
+            " FROM run_steps WHERE run_id = ?1 ORDER BY seq"
+        ))
+        .bind(text_id(id))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        super::rows::steps(rows)
+    }
+
+    async fn run_events(&self, id: Uuid) -> Result<Vec<EventRecord>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE run_id = ?1 ORDER BY seq"
+        ))
+        .bind(text_id(id))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        super::rows::events(rows)
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<Uuid>, StoreError> {
+        let ids: Vec<Hyphenated> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE status IN ('queued', 'running') \
+             ORDER BY created_at, id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        Ok(ids.into_iter().map(Uuid::from).collect())
+    }
+}
+
+impl SqliteStore {
+    async fn run_by_key(&self, key: &str) -> Result<Option<Run>, StoreError> {
+        sqlx::query_as::<_, RunRow<Hyphenated>>(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE idempotency_key = ?1"
+        ))
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(unavailable)?
+        .map(Run::try_from)
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO settings (key, value, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO NOTHING RETURNING value",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(ts(now_micros()))
+        .fetch_optional(&self.write)
+        .await
+        .map_err(unavailable)?;
+        if let Some(v) = inserted {
+            return Ok(v);
+        }
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| StoreError::Unavailable(format!("setting `{key}` vanished")))
     }
 }
 

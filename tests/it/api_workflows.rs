@@ -30,7 +30,7 @@ async fn list_ids(app: &TestApp) -> Vec<String> {
 }
 
 async fn every_example_saves_as_version_one(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     for name in EXAMPLES {
         let yaml = example(name);
         let reply = app.post_yaml("/v1/workflows", &yaml).await;
@@ -60,7 +60,7 @@ async fn every_example_saves_as_version_one(db: &TestDb) {
 }
 
 async fn versions_are_added_and_earlier_ones_stay(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     let v1 = app.post_yaml("/v1/workflows", SMALL).await;
     assert_eq!(v1.status, 201);
     let again = app.post_yaml("/v1/workflows", SMALL).await;
@@ -98,7 +98,7 @@ async fn versions_are_added_and_earlier_ones_stay(db: &TestDb) {
 }
 
 async fn a_stated_version_out_of_turn_is_a_conflict(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     app.post_yaml("/v1/workflows", SMALL).await;
     let stated = format!("version: 5\n{SMALL}");
     let problem = app.post_yaml("/v1/workflows/small/versions", &stated).await;
@@ -118,7 +118,7 @@ async fn a_stated_version_out_of_turn_is_a_conflict(db: &TestDb) {
 }
 
 async fn a_body_naming_another_id_is_refused(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     app.post_yaml("/v1/workflows", SMALL).await;
     let other = SMALL.replace("id: small", "id: other");
     let reply = app.post_yaml("/v1/workflows/small/versions", &other).await;
@@ -130,7 +130,7 @@ async fn a_body_naming_another_id_is_refused(db: &TestDb) {
 }
 
 async fn json_bodies_are_accepted_in_both_forms(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     let wrapped = json!({"yaml": example("chain10.yaml")}).to_string();
     let reply = app.post("/v1/workflows", "application/json", wrapped).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
@@ -152,7 +152,7 @@ async fn json_bodies_are_accepted_in_both_forms(db: &TestDb) {
 }
 
 async fn invalid_definitions_answer_every_problem_and_save_nothing(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     let yaml = "name: Broken\nstart_step: first\nsteps:\n  - id: first\n    type: form\n    config:\n      fields: [{key: topic, type: string}]\n    nxet: second\n  - id: second\n    type: sett\n    config: {}\n";
     let reply = app.post_yaml("/v1/workflows", yaml).await;
     let problem = reply.problem(422);
@@ -194,7 +194,7 @@ async fn invalid_definitions_answer_every_problem_and_save_nothing(db: &TestDb) 
 }
 
 async fn malformed_and_hostile_bodies_are_refused(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     let bad_json = app
         .post("/v1/workflows", "application/json", "{\"name\": \n  oops}")
         .await;
@@ -256,7 +256,8 @@ async fn bodies_over_the_limit_get_413(db: &TestDb) {
         Limits {
             max_body_bytes: 1024,
         },
-    );
+    )
+    .await;
     let big = format!("{SMALL}description: \"{}\"\n", "x".repeat(2048));
     let reply = app.post_yaml("/v1/workflows", &big).await;
     assert!(
@@ -270,7 +271,7 @@ async fn bodies_over_the_limit_get_413(db: &TestDb) {
 }
 
 async fn listing_filters_and_pages_with_cursors(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     for name in EXAMPLES {
         assert_eq!(
             app.post_yaml("/v1/workflows", &example(name)).await.status,
@@ -315,7 +316,7 @@ async fn listing_filters_and_pages_with_cursors(db: &TestDb) {
 }
 
 async fn validation_endpoints_check_without_saving(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     let ok = app
         .post_yaml("/v1/workflows/validate", &example("triage.yaml"))
         .await;
@@ -364,7 +365,7 @@ async fn validation_endpoints_check_without_saving(db: &TestDb) {
 }
 
 async fn operations_and_unknown_routes(db: &TestDb) {
-    let app = TestApp::new(db);
+    let app = TestApp::new(db).await;
     let health = app.get("/healthz").await;
     assert_eq!(
         (health.status.as_u16(), health.json["status"].as_str()),

@@ -114,7 +114,10 @@ fn serve_help_shows_every_flag_with_its_env_twin() {
             .unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
         let block = &help[start + flag.len() + 6..];
         let block = &block[..block.find("\n      -").unwrap_or(block.len())];
-        assert!(block.contains(&format!("[env: {env}=")), "{flag} lacks env {env}:\n{block}");
+        assert!(
+            block.contains(&format!("[env: {env}=")),
+            "{flag} lacks env {env}:\n{block}"
+        );
     }
     assert!(help.contains("[default: 127.0.0.1:8080]"));
     assert!(help.contains("DATABASE_URL"));
@@ -218,7 +221,10 @@ async fn migrate_prepares_a_database_and_exits() {
     .fetch_all(&pool)
     .await
     .expect("tables");
-    assert_eq!(tables, ["events", "run_steps", "runs", "workflows"]);
+    assert_eq!(
+        tables,
+        ["events", "run_steps", "runs", "settings", "workflows"]
+    );
 
     if let Some(db) = TestDb::postgres().await {
         let out = Command::new(env!("CARGO_BIN_EXE_scaff"))

@@ -19,7 +19,7 @@ async fn the_committed_document_is_the_served_document() {
         "openapi.yaml differs from the handlers; run `UPDATE_OPENAPI=1 cargo test --test it openapi` and commit it"
     );
     let db = TestDb::sqlite().await;
-    let served = TestApp::new(&db).get("/openapi.yaml").await;
+    let served = TestApp::new(&db).await.get("/openapi.yaml").await;
     assert_eq!(served.text, committed);
 }
 

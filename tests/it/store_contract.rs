@@ -1,4 +1,5 @@
-//! The store contract: the same bodies run against SQLite and PostgreSQL.
+//! The store contract: the same bodies run against SQLite and PostgreSQL (and, for runs and
+//! settings, the in-memory reference store too).
 
 use std::sync::Arc;
 
@@ -227,3 +228,866 @@ on_both_stores!(
     listing_filters_by_name_literally_and_case_insensitively,
     ping_answers_and_migrations_are_idempotent,
 );
+
+/// The run and settings capabilities, on SQLite, PostgreSQL and the in-memory reference store.
+mod runs {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration, SubsecRound, Utc};
+    use scaff_core::run::{
+        Clock, Context, EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, SystemClock,
+        Waiting, WaitingInput,
+    };
+    use scaff_core::store::{
+        Checkpoint, CreatedRun, NewRun, RunCursor, RunQuery, Store, StoreError,
+    };
+    use serde_json::{Map, Value, json};
+    use uuid::Uuid;
+
+    use super::new as new_workflow;
+    use crate::on_all_stores;
+    use crate::support::TestDb;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn context() -> Context {
+        Context {
+            static_data: obj(json!({"greeting": "hi", "limits": {"max": 3}})),
+            profile: obj(json!({"email": "a@example.com", "tags": ["x", "y"]})),
+            inputs: obj(json!({"topic": "Rust ✓", "count": 2, "ratio": 0.25, "none": null})),
+            runtime: Map::new(),
+        }
+    }
+
+    fn event(seq: i32, kind: &str, at: DateTime<Utc>) -> EventRecord {
+        EventRecord {
+            seq,
+            kind: kind.to_string(),
+            step_id: None,
+            actor: None,
+            data: json!({}),
+            created_at: at,
+        }
+    }
+
+    /// A run of `wf` v1 created at `at`, with one `run.created` event.
+    fn new_run(workflow_id: &str, at: DateTime<Utc>) -> NewRun {
+        NewRun {
+            id: Uuid::now_v7(),
+            workflow_id: workflow_id.to_string(),
+            workflow_version: 1,
+            context: context(),
+            idempotency_key: None,
+            request_fingerprint: None,
+            created_by: Some("key:ci".into()),
+            created_at: at,
+            events: vec![EventRecord {
+                actor: Some("key:ci".into()),
+                data: json!({"workflow_version": 1}),
+                ..event(1, "run.created", at)
+            }],
+        }
+    }
+
+    fn keyed(key: &str, fingerprint: &str, at: DateTime<Utc>) -> NewRun {
+        NewRun {
+            idempotency_key: Some(key.to_string()),
+            request_fingerprint: Some(fingerprint.to_string()),
+            ..new_run("wf", at)
+        }
+    }
+
+    /// A checkpoint of `run` at version `expected` that changes nothing but the version.
+    fn checkpoint(run: &Run, expected: i64, status: RunStatus, at: DateTime<Utc>) -> Checkpoint {
+        Checkpoint {
+            run_id: run.id,
+            expected_version: expected,
+            status,
+            current_step: run.current_step.clone(),
+            context: run.context.clone(),
+            waiting: None,
+            error: None,
+            steps: vec![],
+            events: vec![],
+            step_seq: run.step_seq,
+            event_seq: run.event_seq,
+            finished_at: None,
+            at,
+        }
+    }
+
+    async fn created(s: &Arc<dyn Store>, new: NewRun) -> Run {
+        match s.create_run(new).await.expect("create run") {
+            CreatedRun::New(run) => run,
+            other => panic!("expected a new run, got {other:?}"),
+        }
+    }
+
+    async fn with_workflows(db: &TestDb, ids: &[&str]) -> Arc<dyn Store> {
+        for id in ids {
+            db.store
+                .create_workflow(new_workflow(id, &format!("Flow {id}")))
+                .await
+                .expect("workflow");
+        }
+        db.store.clone()
+    }
+
+    /// Time steps chosen to trip text ordering of timestamps with a varying number of
+    /// fractional digits (`…:00Z` vs `…:00.5Z`).
+    fn base() -> DateTime<Utc> {
+        SystemClock.now().trunc_subsecs(0) - Duration::hours(1)
+    }
+
+    async fn runs_round_trip_every_field(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let at = SystemClock.now();
+        let mut new = keyed("key-1", "fp-1", at);
+        new.events.push(EventRecord {
+            step_id: Some("first".into()),
+            actor: None,
+            data: json!({"nested": {"list": [1, 2.5, "three", null, true]}}),
+            ..event(2, "run.note", at + Duration::microseconds(1))
+        });
+        let id = new.id;
+        let events = new.events.clone();
+        let run = created(&s, new).await;
+        let expected = Run {
+            id,
+            workflow_id: "wf".into(),
+            workflow_version: 1,
+            status: RunStatus::Queued,
+            current_step: None,
+            context: context(),
+            waiting: None,
+            error: None,
+            version: 0,
+            step_seq: 0,
+            event_seq: 2,
+            idempotency_key: Some("key-1".into()),
+            request_fingerprint: Some("fp-1".into()),
+            created_by: Some("key:ci".into()),
+            created_at: at,
+            updated_at: at,
+            finished_at: None,
+        };
+        assert_eq!(run, expected, "create returns the stored run");
+        let read = s.get_run(id).await.expect("get").expect("exists");
+        assert_eq!(
+            read, expected,
+            "read back exactly, timestamps to the microsecond"
+        );
+        assert_eq!(read.context.inputs["topic"], json!("Rust ✓"));
+        assert_eq!(read.context.inputs["none"], Value::Null);
+        assert_eq!(s.run_events(id).await.expect("events"), events);
+        assert_eq!(s.run_steps(id).await.expect("steps"), vec![]);
+        assert_eq!(s.get_run(Uuid::now_v7()).await.expect("get"), None);
+        assert_eq!(s.run_events(Uuid::now_v7()).await.expect("events"), vec![]);
+        assert_eq!(s.run_steps(Uuid::now_v7()).await.expect("steps"), vec![]);
+    }
+
+    async fn a_repeated_key_returns_the_earlier_run_or_conflicts(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let at = SystemClock.now();
+        let first = created(&s, keyed("k", "fp", at)).await;
+
+        let retry = keyed("k", "fp", at + Duration::seconds(1));
+        let retry_id = retry.id;
+        match s.create_run(retry).await.expect("retry") {
+            CreatedRun::Existing(run) => assert_eq!(run, first),
+            other => panic!("expected the earlier run, got {other:?}"),
+        }
+
+        let err = s
+            .create_run(keyed("k", "other-fp", at))
+            .await
+            .expect_err("different request");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+        let mut no_fp = keyed("k", "fp", at);
+        no_fp.request_fingerprint = None;
+        let err = s.create_run(no_fp).await.expect_err("no fingerprint");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+        assert_eq!(
+            s.get_run(retry_id).await.expect("get"),
+            None,
+            "nothing new stored"
+        );
+        assert_eq!(s.run_events(first.id).await.expect("events").len(), 1);
+        let all = s
+            .list_runs(&RunQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.items, vec![first.clone()]);
+
+        // Runs without a key never collide; another key is another run.
+        let a = created(&s, new_run("wf", at)).await;
+        let b = created(&s, new_run("wf", at)).await;
+        let c = created(&s, keyed("k2", "fp", at)).await;
+        assert_eq!(
+            [a.id, b.id, c.id].iter().collect::<HashSet<_>>().len(),
+            3,
+            "distinct runs"
+        );
+        assert!(!([a.id, b.id, c.id].contains(&first.id)));
+    }
+
+    async fn concurrent_creates_with_one_key_make_one_run(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let at = SystemClock.now();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let s = s.clone();
+                let new = keyed("same", "fp", at);
+                tokio::spawn(async move { s.create_run(new).await })
+            })
+            .collect();
+        let (mut new, mut existing) = (Vec::new(), Vec::new());
+        for t in tasks {
+            match t.await.expect("join").expect("create") {
+                CreatedRun::New(run) => new.push(run),
+                CreatedRun::Existing(run) => existing.push(run),
+            }
+        }
+        assert_eq!((new.len(), existing.len()), (1, 19), "exactly one new run");
+        let winner = &new[0];
+        assert!(existing.iter().all(|r| r == winner), "all see the winner");
+        let all = s
+            .list_runs(&RunQuery {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.items, vec![winner.clone()]);
+        assert_eq!(s.run_events(winner.id).await.expect("events").len(), 1);
+    }
+
+    async fn a_run_of_an_unknown_workflow_version_is_not_found(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let at = SystemClock.now();
+        let mut ghost = keyed("k", "fp", at);
+        ghost.workflow_id = "ghost".into();
+        let ghost_id = ghost.id;
+        let err = s.create_run(ghost).await.expect_err("unknown workflow");
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+        let mut v2 = keyed("k", "fp", at);
+        v2.workflow_version = 2;
+        let err = s.create_run(v2).await.expect_err("unknown version");
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+        assert_eq!(s.get_run(ghost_id).await.expect("get"), None);
+        assert_eq!(s.run_events(ghost_id).await.expect("events"), vec![]);
+        // The refused creates did not take the key.
+        let run = created(&s, keyed("k", "fp", at)).await;
+        assert_eq!(run.workflow_id, "wf");
+    }
+
+    async fn checkpoints_advance_the_version_and_append_history(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let run = created(&s, new_run("wf", t0)).await;
+        let (t1, t2, t3, t4) = (
+            t0 + Duration::microseconds(1),
+            t0 + Duration::milliseconds(5),
+            t0 + Duration::seconds(1),
+            t0 + Duration::seconds(2),
+        );
+
+        // queued → running
+        let mut cp = checkpoint(&run, 0, RunStatus::Running, t1);
+        cp.current_step = Some("collect".into());
+        cp.events = vec![event(2, "run.started", t1)];
+        cp.event_seq = 2;
+        assert_eq!(s.checkpoint(&cp).await.expect("checkpoint"), 1);
+
+        // running → waiting, with a finished step
+        let waiting = Waiting {
+            step_id: "approve".into(),
+            input: WaitingInput::Approval {
+                approvers: vec!["boss@example.com".into()],
+            },
+            since: t2,
+        };
+        let mut ctx = context();
+        ctx.runtime = obj(json!({"title": "Hello", "score": 0.5}));
+        let step1 = StepRecord {
+            seq: 1,
+            step_id: "collect".into(),
+            step_type: "form".into(),
+            attempt: 1,
+            status: StepStatus::Completed,
+            input: Some(json!({"title": "Hello"})),
+            output: Some(json!({"set": ["title", "score"]})),
+            error: None,
+            started_at: t1,
+            finished_at: t2,
+        };
+        let step2 = StepRecord {
+            seq: 2,
+            step_id: "noop".into(),
+            step_type: "set".into(),
+            attempt: 2,
+            status: StepStatus::Canceled,
+            input: None,
+            output: Some(Value::Null),
+            error: None,
+            started_at: t2,
+            finished_at: t2,
+        };
+        let cp = Checkpoint {
+            run_id: run.id,
+            expected_version: 1,
+            status: RunStatus::Waiting,
+            current_step: Some("approve".into()),
+            context: ctx.clone(),
+            waiting: Some(waiting.clone()),
+            error: None,
+            steps: vec![step1.clone(), step2.clone()],
+            events: vec![
+                EventRecord {
+                    step_id: Some("collect".into()),
+                    data: json!({"output": {"title": "Hello"}}),
+                    ..event(3, "step.completed", t2)
+                },
+                EventRecord {
+                    step_id: Some("approve".into()),
+                    ..event(4, "run.waiting", t2)
+                },
+            ],
+            step_seq: 2,
+            event_seq: 4,
+            finished_at: None,
+            at: t2,
+        };
+        assert_eq!(s.checkpoint(&cp).await.expect("checkpoint"), 2);
+        let read = s.get_run(run.id).await.expect("get").expect("exists");
+        assert_eq!(
+            read,
+            Run {
+                status: RunStatus::Waiting,
+                current_step: Some("approve".into()),
+                context: ctx.clone(),
+                waiting: Some(waiting),
+                version: 2,
+                step_seq: 2,
+                event_seq: 4,
+                updated_at: t2,
+                ..run.clone()
+            }
+        );
+
+        // waiting → failed (terminal): finished_at is set
+        let error = RunError {
+            code: "step.failed".into(),
+            message: "the approver said no".into(),
+            step_id: Some("approve".into()),
+        };
+        let step3 = StepRecord {
+            seq: 3,
+            step_id: "approve".into(),
+            step_type: "approval".into(),
+            attempt: 1,
+            status: StepStatus::Failed,
+            input: Some(json!({"decision": "reject"})),
+            output: None,
+            error: Some(error.clone()),
+            started_at: t2,
+            finished_at: t3,
+        };
+        let cp = Checkpoint {
+            run_id: run.id,
+            expected_version: 2,
+            status: RunStatus::Failed,
+            current_step: None,
+            context: ctx.clone(),
+            waiting: None,
+            error: Some(error.clone()),
+            steps: vec![step3.clone()],
+            events: vec![EventRecord {
+                data: json!({"code": "step.failed"}),
+                ..event(5, "run.failed", t3)
+            }],
+            step_seq: 3,
+            event_seq: 5,
+            finished_at: Some(t3),
+            at: t3,
+        };
+        assert_eq!(s.checkpoint(&cp).await.expect("checkpoint"), 3);
+
+        // A later checkpoint without finished_at keeps it.
+        let failed = s.get_run(run.id).await.expect("get").expect("exists");
+        let mut cp = checkpoint(&failed, 3, RunStatus::Failed, t4);
+        cp.error = Some(error.clone());
+        assert_eq!(s.checkpoint(&cp).await.expect("checkpoint"), 4);
+
+        let read = s.get_run(run.id).await.expect("get").expect("exists");
+        assert_eq!(
+            read,
+            Run {
+                status: RunStatus::Failed,
+                current_step: None,
+                context: ctx,
+                waiting: None,
+                error: Some(error),
+                version: 4,
+                step_seq: 3,
+                event_seq: 5,
+                updated_at: t4,
+                finished_at: Some(t3),
+                ..run.clone()
+            }
+        );
+        assert_eq!(
+            s.run_steps(run.id).await.expect("steps"),
+            vec![step1, step2, step3]
+        );
+        let kinds: Vec<(i32, String)> = s
+            .run_events(run.id)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| (e.seq, e.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, "run.created"),
+                (2, "run.started"),
+                (3, "step.completed"),
+                (4, "run.waiting"),
+                (5, "run.failed"),
+            ]
+            .map(|(n, k)| (n, k.to_string()))
+        );
+        let events = s.run_events(run.id).await.expect("events");
+        assert_eq!(events[2].data, json!({"output": {"title": "Hello"}}));
+        assert_eq!(events[2].step_id.as_deref(), Some("collect"));
+        assert_eq!(events[2].created_at, t2);
+        assert!(s.unfinished_runs().await.expect("unfinished").is_empty());
+    }
+
+    async fn a_stale_checkpoint_is_fenced_and_writes_nothing(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let run = created(&s, new_run("wf", t0)).await;
+        let mut cp = checkpoint(&run, 0, RunStatus::Running, t0 + Duration::seconds(1));
+        cp.events = vec![event(2, "run.started", t0)];
+        cp.event_seq = 2;
+        assert_eq!(s.checkpoint(&cp).await.expect("first writer"), 1);
+        let before = s.get_run(run.id).await.expect("get").expect("exists");
+        let events_before = s.run_events(run.id).await.expect("events");
+
+        let t1 = t0 + Duration::seconds(5);
+        let mut stale = checkpoint(&run, 0, RunStatus::Completed, t1);
+        stale.current_step = Some("elsewhere".into());
+        stale.steps = vec![StepRecord {
+            seq: 1,
+            step_id: "a".into(),
+            step_type: "set".into(),
+            attempt: 1,
+            status: StepStatus::Completed,
+            input: None,
+            output: None,
+            error: None,
+            started_at: t1,
+            finished_at: t1,
+        }];
+        stale.events = vec![event(3, "run.completed", t1)];
+        stale.step_seq = 1;
+        stale.event_seq = 3;
+        stale.finished_at = Some(t1);
+        let err = s.checkpoint(&stale).await.expect_err("stale");
+        assert!(
+            matches!(err, StoreError::Fenced { run_id, expected: 0 } if run_id == run.id),
+            "{err:?}"
+        );
+        let mut ahead = stale.clone();
+        ahead.expected_version = 7;
+        let err = s.checkpoint(&ahead).await.expect_err("ahead");
+        assert!(
+            matches!(err, StoreError::Fenced { expected: 7, .. }),
+            "{err:?}"
+        );
+
+        assert_eq!(s.get_run(run.id).await.expect("get"), Some(before));
+        assert_eq!(s.run_steps(run.id).await.expect("steps"), vec![]);
+        assert_eq!(s.run_events(run.id).await.expect("events"), events_before);
+
+        let mut ghost = stale.clone();
+        ghost.run_id = Uuid::now_v7();
+        let err = s.checkpoint(&ghost).await.expect_err("no such run");
+        assert!(
+            matches!(err, StoreError::Fenced { run_id, expected: 0 } if run_id == ghost.run_id),
+            "{err:?}"
+        );
+        assert_eq!(s.run_events(ghost.run_id).await.expect("events"), vec![]);
+    }
+
+    async fn concurrent_checkpoints_at_one_version_let_one_win(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let run = created(&s, new_run("wf", t0)).await;
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let s = s.clone();
+                let mut cp = checkpoint(&run, 0, RunStatus::Running, t0);
+                cp.current_step = Some(format!("writer-{i}"));
+                cp.events = vec![event(2, "run.started", t0)];
+                cp.event_seq = 2;
+                tokio::spawn(async move { s.checkpoint(&cp).await })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(version) => {
+                    assert_eq!(version, 1);
+                    won += 1;
+                }
+                Err(StoreError::Fenced { .. }) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(won, 1, "exactly one writer passes the fence");
+        let read = s.get_run(run.id).await.expect("get").expect("exists");
+        assert_eq!(read.version, 1);
+        assert_eq!(s.run_events(run.id).await.expect("events").len(), 2);
+    }
+
+    async fn listing_runs_pages_newest_first_with_filters(db: &TestDb) {
+        let s = with_workflows(db, &["wf", "other"]).await;
+        let b = base();
+        // (workflow, created_at offset in µs); the last two share a time, so ids decide.
+        let plan: [(&str, i64); 8] = [
+            ("wf", 0),
+            ("other", 1),
+            ("wf", 500_000),
+            ("wf", 1_000_000),
+            ("other", 1_000_001),
+            ("wf", 10_000_000),
+            ("wf", 20_000_000),
+            ("wf", 20_000_000),
+        ];
+        let mut made = Vec::new();
+        for (wf, offset) in plan {
+            made.push(created(&s, new_run(wf, b + Duration::microseconds(offset))).await);
+        }
+        // Move some on: index 2 → running, 3 → completed, 6 → running.
+        for (i, status) in [
+            (2, RunStatus::Running),
+            (3, RunStatus::Completed),
+            (6, RunStatus::Running),
+        ] {
+            let v = s
+                .checkpoint(&checkpoint(&made[i], 0, status, b + Duration::hours(1)))
+                .await
+                .expect("checkpoint");
+            assert_eq!(v, 1);
+            made[i] = s.get_run(made[i].id).await.expect("get").expect("exists");
+        }
+        let mut newest_first = made.clone();
+        newest_first.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
+
+        let all_pages = |query: RunQuery| {
+            let s = s.clone();
+            async move {
+                let mut query = query;
+                let mut pages = Vec::new();
+                loop {
+                    let page = s.list_runs(&query).await.expect("list");
+                    assert!(page.items.len() <= query.limit.max(1) as usize);
+                    let last = page.items.last().map(|r| RunCursor {
+                        created_at: r.created_at,
+                        id: r.id,
+                    });
+                    pages.push(page.items);
+                    match page.next_after {
+                        Some(cursor) => {
+                            assert_eq!(Some(cursor), last, "the cursor is the last item");
+                            query.before = Some(cursor);
+                        }
+                        None => break,
+                    }
+                }
+                pages
+            }
+        };
+
+        let pages = all_pages(RunQuery {
+            limit: 3,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
+        assert_eq!(
+            pages.concat(),
+            newest_first,
+            "every run once, newest first, exact"
+        );
+
+        // A page that ends exactly at the last run has no continuation.
+        let pages = all_pages(RunQuery {
+            limit: 4,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4]);
+
+        // Ties on created_at are ordered by id, newest first, and the cursor splits them.
+        let tie = [made[6].id, made[7].id];
+        let top = s
+            .list_runs(&RunQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(top.items[0].id, *tie.iter().max().expect("two"));
+        let next = s
+            .list_runs(&RunQuery {
+                limit: 1,
+                before: top.next_after,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(next.items[0].id, *tie.iter().min().expect("two"));
+
+        let ids = |runs: Vec<Vec<Run>>| runs.concat().into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let of_wf: Vec<Uuid> = newest_first
+            .iter()
+            .filter(|r| r.workflow_id == "wf")
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(of_wf.len(), 6);
+        let got = ids(all_pages(RunQuery {
+            workflow_id: Some("wf".into()),
+            limit: 4,
+            ..Default::default()
+        })
+        .await);
+        assert_eq!(got, of_wf);
+
+        let running: Vec<Uuid> = vec![made[6].id, made[2].id];
+        let got = ids(all_pages(RunQuery {
+            status: Some(RunStatus::Running),
+            limit: 1,
+            ..Default::default()
+        })
+        .await);
+        assert_eq!(got, running);
+
+        let got = ids(all_pages(RunQuery {
+            workflow_id: Some("other".into()),
+            status: Some(RunStatus::Queued),
+            limit: 10,
+            ..Default::default()
+        })
+        .await);
+        assert_eq!(got, vec![made[4].id, made[1].id]);
+
+        let none = s
+            .list_runs(&RunQuery {
+                workflow_id: Some("other".into()),
+                status: Some(RunStatus::Completed),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert!(none.items.is_empty() && none.next_after.is_none());
+
+        // A cursor from a run's position lists strictly older runs only.
+        let older = s
+            .list_runs(&RunQuery {
+                before: Some(RunCursor {
+                    created_at: made[3].created_at,
+                    id: made[3].id,
+                }),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(
+            older.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![made[2].id, made[1].id, made[0].id]
+        );
+        assert_eq!(older.next_after, None);
+
+        // A limit of 0 is treated as 1.
+        let one = s
+            .list_runs(&RunQuery {
+                limit: 0,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(one.items.len(), 1);
+        assert!(one.next_after.is_some());
+    }
+
+    async fn unfinished_runs_are_queued_or_running_oldest_first(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let b = base();
+        let mut made = Vec::new();
+        for offset in [3_000_000, 0, 1_000_000, 500_000, 2_000_000] {
+            made.push(created(&s, new_run("wf", b + Duration::microseconds(offset))).await);
+        }
+        for (i, status) in [
+            (0, RunStatus::Running),
+            (2, RunStatus::Waiting),
+            (3, RunStatus::Canceled),
+        ] {
+            s.checkpoint(&checkpoint(&made[i], 0, status, b))
+                .await
+                .expect("checkpoint");
+        }
+        // Left: 1 (queued, +0), 4 (queued, +2s), 0 (running, +3s).
+        assert_eq!(
+            s.unfinished_runs().await.expect("unfinished"),
+            vec![made[1].id, made[4].id, made[0].id]
+        );
+    }
+
+    async fn settings_keep_the_first_value(db: &TestDb) {
+        let s = &db.store;
+        assert_eq!(s.setting_or_insert("secret", "a").await.expect("set"), "a");
+        assert_eq!(s.setting_or_insert("secret", "b").await.expect("get"), "a");
+        assert_eq!(s.setting_or_insert("other", "b").await.expect("set"), "b");
+        assert_eq!(s.setting_or_insert("secret", "").await.expect("get"), "a");
+    }
+
+    async fn concurrent_settings_agree_on_one_value(db: &TestDb) {
+        let s: Arc<dyn Store> = db.store.clone();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.setting_or_insert("token", &format!("v{i}")).await })
+            })
+            .collect();
+        let mut values = HashSet::new();
+        for t in tasks {
+            values.insert(t.await.expect("join").expect("setting"));
+        }
+        assert_eq!(values.len(), 1, "{values:?}");
+        let winner = values.into_iter().next().expect("one");
+        assert!(winner.starts_with('v'));
+        assert_eq!(
+            s.setting_or_insert("token", "late").await.expect("get"),
+            winner
+        );
+    }
+
+    on_all_stores!(
+        runs_round_trip_every_field,
+        a_repeated_key_returns_the_earlier_run_or_conflicts,
+        concurrent_creates_with_one_key_make_one_run,
+        a_run_of_an_unknown_workflow_version_is_not_found,
+        checkpoints_advance_the_version_and_append_history,
+        a_stale_checkpoint_is_fenced_and_writes_nothing,
+        concurrent_checkpoints_at_one_version_let_one_win,
+        listing_runs_pages_newest_first_with_filters,
+        unfinished_runs_are_queued_or_running_oldest_first,
+        settings_keep_the_first_value,
+        concurrent_settings_agree_on_one_value,
+    );
+}
+
+/// Rows the adapters cannot map are errors, never panics (needs the URL: databases only).
+mod corrupt_rows {
+    use chrono::Utc;
+    use scaff_core::store::{CreatedRun, NewRun, StoreError};
+    use uuid::Uuid;
+
+    use super::new as new_workflow;
+    use crate::on_both_stores;
+    use crate::support::TestDb;
+
+    async fn raw(db: &TestDb, run_id: Uuid) {
+        if db.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+            sqlx::query(
+                "INSERT INTO run_steps (run_id, seq, step_id, step_type, attempt, status, \
+                 started_at, finished_at) VALUES (?1, 1, 'a', 'set', 1, 'exploded', \
+                 '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
+            )
+            .bind(run_id.to_string())
+            .execute(&pool)
+            .await
+            .expect("insert step");
+            sqlx::query(
+                "INSERT INTO events (run_id, seq, kind, data, created_at) \
+                 VALUES (?1, NULL, 'odd', '{}', '2026-01-01T00:00:00.000000Z')",
+            )
+            .bind(run_id.to_string())
+            .execute(&pool)
+            .await
+            .expect("insert event");
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+            sqlx::query(
+                "INSERT INTO run_steps (run_id, seq, step_id, step_type, attempt, status, \
+                 started_at, finished_at) VALUES ($1, 1, 'a', 'set', 1, 'exploded', now(), now())",
+            )
+            .bind(run_id)
+            .execute(&pool)
+            .await
+            .expect("insert step");
+            sqlx::query("INSERT INTO events (run_id, seq, kind) VALUES ($1, NULL, 'odd')")
+                .bind(run_id)
+                .execute(&pool)
+                .await
+                .expect("insert event");
+            pool.close().await;
+        }
+    }
+
+    async fn unknown_stored_values_are_corrupt_rows(db: &TestDb) {
+        let s = &db.store;
+        s.create_workflow(new_workflow("wf", "Flow"))
+            .await
+            .expect("workflow");
+        let id = Uuid::now_v7();
+        let created = s
+            .create_run(NewRun {
+                id,
+                workflow_id: "wf".into(),
+                workflow_version: 1,
+                context: Default::default(),
+                idempotency_key: None,
+                request_fingerprint: None,
+                created_by: None,
+                created_at: Utc::now(),
+                events: vec![],
+            })
+            .await
+            .expect("create");
+        assert!(matches!(created, CreatedRun::New(_)));
+        raw(db, id).await;
+        for err in [
+            s.run_steps(id).await.map(|_| ()).expect_err("bad status"),
+            s.run_events(id).await.map(|_| ()).expect_err("no seq"),
+        ] {
+            assert!(
+                matches!(&err, StoreError::Unavailable(m) if m.starts_with("corrupt row: ")),
+                "{err:?}"
+            );
+        }
+    }
+
+    on_both_stores!(unknown_stored_values_are_corrupt_rows);
+}

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use scaff::api::{self, AppState, Limits};
+use scaff::server::{self, Settings};
 use scaff::store::{self, StoreOptions};
 use scaff_core::store::Store;
 use serde_json::Value;
@@ -51,6 +52,17 @@ impl TestDb {
             url,
             pg_name: None,
             _dir: Some(dir),
+        }
+    }
+
+    /// The in-memory reference store (`scaff_core::store::MemoryStore`); it has no URL, so
+    /// only tests that never use `url` run on it.
+    pub fn memory() -> TestDb {
+        TestDb {
+            store: Arc::new(scaff_core::store::MemoryStore::new()),
+            url: String::new(),
+            pg_name: None,
+            _dir: None,
         }
     }
 
@@ -171,6 +183,24 @@ macro_rules! on_both_stores {
     };
 }
 
+/// Like [`on_both_stores!`], plus a module `memory` running the same bodies on the in-memory
+/// reference store, for tests that do not need `db.url`.
+#[macro_export]
+macro_rules! on_all_stores {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_stores!($($name),*);
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = $crate::support::TestDb::memory();
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
 /// A response as a test sees it.
 pub struct Reply {
     /// Status code.
@@ -209,19 +239,37 @@ impl Reply {
 
 /// The API router over a test database, called in-process.
 pub struct TestApp {
+    /// The application state (runtime, store, tokens) behind the router.
+    pub state: AppState,
     router: axum::Router,
 }
 
 impl TestApp {
-    /// The router with default limits.
-    pub fn new(db: &TestDb) -> TestApp {
-        Self::with_limits(db, Limits::default())
+    /// The router with default settings.
+    pub async fn new(db: &TestDb) -> TestApp {
+        Self::with_settings(db, Settings::default()).await
     }
 
     /// The router with custom limits.
-    pub fn with_limits(db: &TestDb, limits: Limits) -> TestApp {
+    pub async fn with_limits(db: &TestDb, limits: Limits) -> TestApp {
+        Self::with_settings(
+            db,
+            Settings {
+                limits,
+                ..Settings::default()
+            },
+        )
+        .await
+    }
+
+    /// The router with custom settings.
+    pub async fn with_settings(db: &TestDb, settings: Settings) -> TestApp {
+        let state = server::build(db.store.clone(), settings)
+            .await
+            .expect("server state");
         TestApp {
-            router: api::router(AppState::new(db.store.clone(), limits)),
+            state: state.clone(),
+            router: api::router(state),
         }
     }
 

@@ -47,6 +47,8 @@ pub enum Input {
     Cancel {
         /// Who canceled, when known.
         actor: Option<String>,
+        /// Why, when given.
+        reason: Option<String>,
     },
     /// The current step kept crashing the run's actor; give up on it.
     Crashed {
@@ -177,7 +179,10 @@ impl Draft {
             events: self.events,
             step_seq: self.run.step_seq,
             event_seq: self.run.event_seq,
-            finished_at: self.run.finished_at.filter(|_| self.run.status.is_terminal()),
+            finished_at: self
+                .run
+                .finished_at
+                .filter(|_| self.run.status.is_terminal()),
             at: self.now,
         };
         self.run.version = expected_version + 1;
@@ -191,7 +196,12 @@ impl Draft {
 
 impl Machine<'_> {
     /// Applies `input` to `run` at time `now`.
-    pub fn apply(self, run: &Run, input: Input, now: DateTime<Utc>) -> Result<Transition, Rejection> {
+    pub fn apply(
+        self,
+        run: &Run,
+        input: Input,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, Rejection> {
         let mut draft = Draft {
             run: run.clone(),
             events: self.pending_events.to_vec(),
@@ -207,7 +217,8 @@ impl Machine<'_> {
                 started_at,
                 outcome,
             } => {
-                if run.status != RunStatus::Running || run.current_step.as_deref() != Some(&step_id) {
+                if run.status != RunStatus::Running || run.current_step.as_deref() != Some(&step_id)
+                {
                     // A late result (the run was canceled or moved on): discard it.
                     return Ok(Transition {
                         run: draft.run,
@@ -247,7 +258,11 @@ impl Machine<'_> {
                 draft.run.status = RunStatus::Running;
                 draft.run.waiting = None;
                 draft.event(events::RUN_RESUMED, Some(&step_id), actor, json!({}));
-                let next = self.workflow.def.step(&step_id).and_then(|s| s.next.clone());
+                let next = self
+                    .workflow
+                    .def
+                    .step(&step_id)
+                    .and_then(|s| s.next.clone());
                 let step_type = step_type(self.workflow, &step_id);
                 Ok(finish_step(
                     self.workflow,
@@ -267,17 +282,36 @@ impl Machine<'_> {
                     },
                 ))
             }
-            Input::Cancel { actor } => {
+            Input::Cancel { actor, reason } => {
                 if run.status.is_terminal() {
                     return Err(Rejection::Terminal(run.status));
                 }
-                if let (RunStatus::Running, Some(step_id)) = (run.status, run.current_step.clone()) {
+                if let (RunStatus::Running, Some(step_id)) = (run.status, run.current_step.clone())
+                {
                     let step_type = step_type(self.workflow, &step_id);
-                    draft.step_record(&step_id, step_type, 1, StepStatus::Canceled, None, None, None, now);
+                    draft.step_record(
+                        &step_id,
+                        step_type,
+                        1,
+                        StepStatus::Canceled,
+                        None,
+                        None,
+                        None,
+                        now,
+                    );
                 }
                 draft.run.status = RunStatus::Canceled;
                 draft.run.waiting = None;
-                draft.event(events::RUN_CANCELED, run.current_step.as_deref(), actor, json!({}));
+                let data = match reason {
+                    Some(r) => json!({"reason": r}),
+                    None => json!({}),
+                };
+                draft.event(
+                    events::RUN_CANCELED,
+                    run.current_step.as_deref(),
+                    actor,
+                    data,
+                );
                 Ok(draft.commit(expected, Effect::Stop))
             }
             Input::Crashed { message } => {
@@ -292,13 +326,32 @@ impl Machine<'_> {
                 };
                 if let Some(step_id) = &step_id {
                     let step_type = step_type(self.workflow, step_id);
-                    draft.step_record(step_id, step_type, 1, StepStatus::Failed, None, None, Some(error.clone()), now);
-                    draft.event(events::STEP_FAILED, Some(step_id), None, json!({"error": error}));
+                    draft.step_record(
+                        step_id,
+                        step_type,
+                        1,
+                        StepStatus::Failed,
+                        None,
+                        None,
+                        Some(error.clone()),
+                        now,
+                    );
+                    draft.event(
+                        events::STEP_FAILED,
+                        Some(step_id),
+                        None,
+                        json!({"error": error}),
+                    );
                 }
                 draft.run.status = RunStatus::Failed;
                 draft.run.waiting = None;
                 draft.run.error = Some(error.clone());
-                draft.event(events::RUN_FAILED, step_id.as_deref(), None, json!({"error": error}));
+                draft.event(
+                    events::RUN_FAILED,
+                    step_id.as_deref(),
+                    None,
+                    json!({"error": error}),
+                );
                 Ok(draft.commit(expected, Effect::Stop))
             }
         }
@@ -306,14 +359,20 @@ impl Machine<'_> {
 }
 
 fn step_type<'w>(wf: &'w CompiledWorkflow, step_id: &str) -> &'w str {
-    wf.def.step(step_id).map_or("unknown", |s| s.kind.type_name())
+    wf.def
+        .step(step_id)
+        .map_or("unknown", |s| s.kind.type_name())
 }
 
 fn check_waiting<'r>(run: &'r Run, step_id: &str, version: i64) -> Result<&'r Waiting, Rejection> {
     if run.status.is_terminal() {
         return Err(Rejection::Terminal(run.status));
     }
-    let Some(waiting) = run.waiting.as_ref().filter(|_| run.status == RunStatus::Waiting) else {
+    let Some(waiting) = run
+        .waiting
+        .as_ref()
+        .filter(|_| run.status == RunStatus::Waiting)
+    else {
         return Err(Rejection::NotWaiting(run.status));
     };
     if waiting.step_id != step_id {
@@ -336,7 +395,12 @@ fn drive(wf: &CompiledWorkflow, mut draft: Draft) -> Transition {
             draft.run.status = RunStatus::Running;
             draft.run.current_step = Some(start.clone());
             draft.event(events::RUN_STARTED, None, None, json!({}));
-            draft.event(events::STEP_STARTED, Some(&start), None, json!({"attempt": 1}));
+            draft.event(
+                events::STEP_STARTED,
+                Some(&start),
+                None,
+                json!({"attempt": 1}),
+            );
             vec![Effect::RunStep {
                 step_id: start,
                 attempt: 1,
@@ -379,15 +443,38 @@ fn finish_step(
 ) -> Transition {
     let now = draft.now;
     match outcome {
-        StepOutcome::Done { output, updates, next } => {
+        StepOutcome::Done {
+            output,
+            updates,
+            next,
+        } => {
             draft.run.context.runtime.extend(updates);
             let duration_ms = (now - step.started_at).num_milliseconds().max(0);
-            draft.step_record(step.step_id, step.step_type, step.attempt, StepStatus::Completed, step.input, Some(output), None, step.started_at);
-            draft.event(events::STEP_COMPLETED, Some(step.step_id), None, json!({"duration_ms": duration_ms}));
+            draft.step_record(
+                step.step_id,
+                step.step_type,
+                step.attempt,
+                StepStatus::Completed,
+                step.input,
+                Some(output),
+                None,
+                step.started_at,
+            );
+            draft.event(
+                events::STEP_COMPLETED,
+                Some(step.step_id),
+                None,
+                json!({"duration_ms": duration_ms}),
+            );
             match next {
                 Some(next) if wf.def.step(&next).is_some() => {
                     draft.run.current_step = Some(next.clone());
-                    draft.event(events::STEP_STARTED, Some(&next), None, json!({"attempt": 1}));
+                    draft.event(
+                        events::STEP_STARTED,
+                        Some(&next),
+                        None,
+                        json!({"attempt": 1}),
+                    );
                     draft.commit(
                         expected,
                         Effect::RunStep {
@@ -399,7 +486,10 @@ fn finish_step(
                 Some(missing) => {
                     let error = RunError {
                         code: failure::DEFINITION.into(),
-                        message: format!("step `{}` continues at `{missing}`, which does not exist", step.step_id),
+                        message: format!(
+                            "step `{}` continues at `{missing}`, which does not exist",
+                            step.step_id
+                        ),
                         step_id: Some(step.step_id.to_string()),
                     };
                     fail_run(draft, expected, error)
@@ -423,12 +513,31 @@ fn finish_step(
                 input,
                 since: now,
             });
-            draft.event(events::RUN_WAITING, Some(step.step_id), None, json!({"kind": kind}));
+            draft.event(
+                events::RUN_WAITING,
+                Some(step.step_id),
+                None,
+                json!({"kind": kind}),
+            );
             draft.commit(expected, Effect::Passivate)
         }
         StepOutcome::Failed(error) => {
-            draft.step_record(step.step_id, step.step_type, step.attempt, StepStatus::Failed, step.input, None, Some(error.clone()), step.started_at);
-            draft.event(events::STEP_FAILED, Some(step.step_id), None, json!({"error": error}));
+            draft.step_record(
+                step.step_id,
+                step.step_type,
+                step.attempt,
+                StepStatus::Failed,
+                step.input,
+                None,
+                Some(error.clone()),
+                step.started_at,
+            );
+            draft.event(
+                events::STEP_FAILED,
+                Some(step.step_id),
+                None,
+                json!({"error": error}),
+            );
             fail_run(draft, expected, error)
         }
     }
@@ -438,7 +547,12 @@ fn fail_run(mut draft: Draft, expected: i64, error: RunError) -> Transition {
     draft.run.status = RunStatus::Failed;
     draft.run.current_step = error.step_id.clone();
     draft.run.error = Some(error.clone());
-    draft.event(events::RUN_FAILED, error.step_id.as_deref(), None, json!({"error": error}));
+    draft.event(
+        events::RUN_FAILED,
+        error.step_id.as_deref(),
+        None,
+        json!({"error": error}),
+    );
     draft.commit(expected, Effect::Stop)
 }
 

@@ -128,16 +128,24 @@ pub enum StepOutcome {
 /// Executes a step that needs no I/O. Steps of other types fail with `step.not_executable`.
 pub fn execute(wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutcome {
     let (Some(step), Some(def)) = (wf.step(step_id), wf.def.step(step_id)) else {
-        return fail(failure::DEFINITION, step_id, format!("no step `{step_id}` in the workflow"));
+        return fail(
+            failure::DEFINITION,
+            step_id,
+            format!("no step `{step_id}` in the workflow"),
+        );
     };
     match (step, &def.kind) {
         (CompiledStep::Form, StepKind::Form(form)) => StepOutcome::Wait(WaitingInput::Form {
             fields: form.fields.clone(),
         }),
-        (CompiledStep::Approval, StepKind::Approval(a)) => StepOutcome::Wait(WaitingInput::Approval {
-            approvers: a.approvers.clone(),
-        }),
-        (CompiledStep::Conditional { branches, default }, _) => conditional(step_id, branches, default, ctx),
+        (CompiledStep::Approval, StepKind::Approval(a)) => {
+            StepOutcome::Wait(WaitingInput::Approval {
+                approvers: a.approvers.clone(),
+            })
+        }
+        (CompiledStep::Conditional { branches, default }, _) => {
+            conditional(step_id, branches, default, ctx)
+        }
         (CompiledStep::Set { values }, _) => set(step_id, values, def.next.clone(), ctx),
         _ => fail(
             failure::NOT_EXECUTABLE,
@@ -158,7 +166,12 @@ fn fail(code: &str, step_id: &str, message: String) -> StepOutcome {
     })
 }
 
-fn conditional(step_id: &str, branches: &[(Expr, String)], default: &str, ctx: &Context) -> StepOutcome {
+fn conditional(
+    step_id: &str,
+    branches: &[(Expr, String)],
+    default: &str,
+    ctx: &Context,
+) -> StepOutcome {
     let data = ctx.to_json();
     for (i, (cond, target)) in branches.iter().enumerate() {
         match cond.eval_bool(&data) {
@@ -188,7 +201,12 @@ fn conditional(step_id: &str, branches: &[(Expr, String)], default: &str, ctx: &
 
 /// Every value is computed against the context as it was before the step, so the order of
 /// keys never matters.
-fn set(step_id: &str, values: &[(String, Expr)], next: Option<String>, ctx: &Context) -> StepOutcome {
+fn set(
+    step_id: &str,
+    values: &[(String, Expr)],
+    next: Option<String>,
+    ctx: &Context,
+) -> StepOutcome {
     let data = ctx.to_json();
     let mut updates = Map::new();
     for (key, e) in values {

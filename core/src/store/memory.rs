@@ -42,7 +42,11 @@ impl MemoryStore {
     }
 }
 
-fn version_of(new: NewWorkflowVersion, version: i64, at: chrono::DateTime<chrono::Utc>) -> WorkflowVersion {
+fn version_of(
+    new: NewWorkflowVersion,
+    version: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> WorkflowVersion {
     WorkflowVersion {
         id: new.id,
         version,
@@ -63,9 +67,15 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 
 #[async_trait]
 impl WorkflowStore for MemoryStore {
-    async fn create_workflow(&self, new: NewWorkflowVersion) -> Result<WorkflowVersion, StoreError> {
+    async fn create_workflow(
+        &self,
+        new: NewWorkflowVersion,
+    ) -> Result<WorkflowVersion, StoreError> {
         if let Some(expected) = new.expected_version.filter(|v| *v != 1) {
-            return Err(StoreError::VersionMismatch { expected, latest: 0 });
+            return Err(StoreError::VersionMismatch {
+                expected,
+                latest: 0,
+            });
         }
         let mut inner = self.lock();
         if inner.workflows.iter().any(|w| w.id == new.id) {
@@ -79,7 +89,10 @@ impl WorkflowStore for MemoryStore {
         Ok(saved)
     }
 
-    async fn add_workflow_version(&self, new: NewWorkflowVersion) -> Result<WorkflowVersion, StoreError> {
+    async fn add_workflow_version(
+        &self,
+        new: NewWorkflowVersion,
+    ) -> Result<WorkflowVersion, StoreError> {
         let mut inner = self.lock();
         let latest = inner
             .workflows
@@ -106,7 +119,11 @@ impl WorkflowStore for MemoryStore {
             .cloned())
     }
 
-    async fn workflow_version(&self, id: &str, version: i64) -> Result<Option<WorkflowVersion>, StoreError> {
+    async fn workflow_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<WorkflowVersion>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .workflows
@@ -115,7 +132,10 @@ impl WorkflowStore for MemoryStore {
             .cloned())
     }
 
-    async fn list_workflows(&self, query: &WorkflowQuery) -> Result<Page<WorkflowSummary>, StoreError> {
+    async fn list_workflows(
+        &self,
+        query: &WorkflowQuery,
+    ) -> Result<Page<WorkflowSummary>, StoreError> {
         let inner = self.lock();
         let mut latest: HashMap<&str, &WorkflowVersion> = HashMap::new();
         for w in &inner.workflows {
@@ -127,8 +147,17 @@ impl WorkflowStore for MemoryStore {
         let needle = query.name_contains.as_ref().map(|n| n.to_lowercase());
         let mut items: Vec<WorkflowSummary> = latest
             .into_values()
-            .filter(|w| query.after_id.as_ref().is_none_or(|a| w.id.as_str() > a.as_str()))
-            .filter(|w| needle.as_ref().is_none_or(|n| w.name.to_lowercase().contains(n)))
+            .filter(|w| {
+                query
+                    .after_id
+                    .as_ref()
+                    .is_none_or(|a| w.id.as_str() > a.as_str())
+            })
+            .filter(|w| {
+                needle
+                    .as_ref()
+                    .is_none_or(|n| w.name.to_lowercase().contains(n))
+            })
             .map(|w| WorkflowSummary {
                 id: w.id.clone(),
                 version: w.version,
@@ -151,16 +180,19 @@ impl WorkflowStore for MemoryStore {
 impl RunStore for MemoryStore {
     async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
         let mut inner = self.lock();
-        if let Some(key) = &new.idempotency_key {
-            if let Some(existing) = inner.runs.values().find(|r| r.idempotency_key.as_ref() == Some(key)) {
-                return if existing.request_fingerprint == new.request_fingerprint {
-                    Ok(CreatedRun::Existing(existing.clone()))
-                } else {
-                    Err(StoreError::Conflict(format!(
-                        "idempotency key `{key}` was used for a different request"
-                    )))
-                };
-            }
+        if let Some(key) = &new.idempotency_key
+            && let Some(existing) = inner
+                .runs
+                .values()
+                .find(|r| r.idempotency_key.as_ref() == Some(key))
+        {
+            return if existing.request_fingerprint == new.request_fingerprint {
+                Ok(CreatedRun::Existing(existing.clone()))
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "idempotency key `{key}` was used for a different request"
+                )))
+            };
         }
         if !inner
             .workflows
@@ -205,12 +237,21 @@ impl RunStore for MemoryStore {
         let mut items: Vec<Run> = inner
             .runs
             .values()
-            .filter(|r| query.workflow_id.as_ref().is_none_or(|w| &r.workflow_id == w))
+            .filter(|r| {
+                query
+                    .workflow_id
+                    .as_ref()
+                    .is_none_or(|w| &r.workflow_id == w)
+            })
             .filter(|r| query.status.is_none_or(|s| r.status == s))
-            .filter(|r| query.before.is_none_or(|c| (r.created_at, r.id) < (c.created_at, c.id)))
+            .filter(|r| {
+                query
+                    .before
+                    .is_none_or(|c| (r.created_at, r.id) < (c.created_at, c.id))
+            })
             .cloned()
             .collect();
-        items.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        items.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
         let limit = query.limit.max(1) as usize;
         let next_after = (items.len() > limit).then(|| RunCursor {
             created_at: items[limit - 1].created_at,
@@ -245,8 +286,16 @@ impl RunStore for MemoryStore {
             run.finished_at = cp.finished_at;
         }
         let version = run.version;
-        inner.steps.entry(cp.run_id).or_default().extend(cp.steps.iter().cloned());
-        inner.events.entry(cp.run_id).or_default().extend(cp.events.iter().cloned());
+        inner
+            .steps
+            .entry(cp.run_id)
+            .or_default()
+            .extend(cp.steps.iter().cloned());
+        inner
+            .events
+            .entry(cp.run_id)
+            .or_default()
+            .extend(cp.events.iter().cloned());
         Ok(version)
     }
 

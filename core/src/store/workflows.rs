@@ -110,4 +110,3 @@ pub trait WorkflowStore: Send + Sync {
         query: &WorkflowQuery,
     ) -> Result<Page<WorkflowSummary>, StoreError>;
 }
-

@@ -34,7 +34,9 @@ fn compiled(src: &str) -> CompiledWorkflow {
 }
 
 fn t(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("time")
+    Utc.timestamp_opt(1_800_000_000 + secs, 0)
+        .single()
+        .expect("time")
 }
 
 fn queued() -> Run {
@@ -75,7 +77,12 @@ impl Live {
         }
     }
 
-    fn apply(&mut self, wf: &CompiledWorkflow, input: Input, now: DateTime<Utc>) -> Result<Vec<Effect>, Rejection> {
+    fn apply(
+        &mut self,
+        wf: &CompiledWorkflow,
+        input: Input,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, Rejection> {
         let tr = Machine {
             workflow: wf,
             pending_events: &self.pending,
@@ -92,14 +99,28 @@ impl Live {
     }
 
     /// Executes inline steps as the actor would, until the run settles.
-    fn settle(&mut self, wf: &CompiledWorkflow, mut effects: Vec<Effect>, now: DateTime<Utc>) -> Effect {
+    fn settle(
+        &mut self,
+        wf: &CompiledWorkflow,
+        mut effects: Vec<Effect>,
+        now: DateTime<Utc>,
+    ) -> Effect {
         loop {
             let last = effects.pop().expect("an effect");
             match last {
                 Effect::RunStep { step_id, attempt } => {
                     let outcome = execute(wf, &step_id, &self.run.context);
                     effects = self
-                        .apply(wf, Input::StepFinished { step_id, attempt, started_at: now, outcome }, now)
+                        .apply(
+                            wf,
+                            Input::StepFinished {
+                                step_id,
+                                attempt,
+                                started_at: now,
+                                outcome,
+                            },
+                            now,
+                        )
                         .expect("step results apply");
                 }
                 other => return other,
@@ -121,10 +142,19 @@ fn starting_runs_the_first_step_without_a_checkpoint() {
     let wf = compiled(FLOW);
     let mut live = Live::new();
     let effects = live.apply(&wf, Input::Drive, t(1)).expect("drive");
-    assert!(matches!(&effects[..], [Effect::RunStep { step_id, attempt: 1 }] if step_id == "collect"));
-    assert!(live.checkpoints.is_empty(), "a queued run is already durable");
+    assert!(
+        matches!(&effects[..], [Effect::RunStep { step_id, attempt: 1 }] if step_id == "collect")
+    );
+    assert!(
+        live.checkpoints.is_empty(),
+        "a queued run is already durable"
+    );
     assert_eq!(live.run.status, RunStatus::Running);
-    let pending: Vec<(&str, i32)> = live.pending.iter().map(|e| (e.kind.as_str(), e.seq)).collect();
+    let pending: Vec<(&str, i32)> = live
+        .pending
+        .iter()
+        .map(|e| (e.kind.as_str(), e.seq))
+        .collect();
     assert_eq!(pending, [("run.started", 2), ("step.started", 3)]);
 }
 
@@ -139,7 +169,10 @@ fn a_form_checkpoints_waiting_then_passivates() {
     assert_eq!((cp.expected_version, cp.status), (0, RunStatus::Waiting));
     assert_eq!(kinds(cp), ["run.started", "step.started", "run.waiting"]);
     assert_eq!(cp.event_seq, 4);
-    assert!(cp.steps.is_empty(), "the form's record is written when it is submitted");
+    assert!(
+        cp.steps.is_empty(),
+        "the form's record is written when it is submitted"
+    );
     let waiting = cp.waiting.as_ref().expect("waiting");
     assert_eq!(waiting.step_id, "collect");
     assert!(matches!(&waiting.input, WaitingInput::Form { fields } if fields[0].key == "words"));
@@ -165,25 +198,58 @@ fn a_valid_submission_records_the_form_and_runs_to_completion() {
     };
     let effects = live.apply(&wf, submit, t(10)).expect("accepted");
     let cp = live.checkpoints.last().expect("checkpoint");
-    assert_eq!((cp.expected_version, cp.status, cp.current_step.as_deref()), (1, RunStatus::Running, Some("route")));
+    assert_eq!(
+        (cp.expected_version, cp.status, cp.current_step.as_deref()),
+        (1, RunStatus::Running, Some("route"))
+    );
     assert_eq!(kinds(cp), ["run.resumed", "step.completed", "step.started"]);
     assert_eq!(cp.events[0].actor.as_deref(), Some("alice"));
     let record = &cp.steps[0];
-    assert_eq!((record.seq, record.step_id.as_str(), record.status), (1, "collect", StepStatus::Completed));
-    assert_eq!(record.started_at, t(2), "a form's step lasts from the wait to the submission");
+    assert_eq!(
+        (record.seq, record.step_id.as_str(), record.status),
+        (1, "collect", StepStatus::Completed)
+    );
+    assert_eq!(
+        record.started_at,
+        t(2),
+        "a form's step lasts from the wait to the submission"
+    );
     assert_eq!(record.input, Some(json!({"words": 50})));
 
     let last = live.settle(&wf, effects, t(11));
     assert!(matches!(last, Effect::Stop));
     let fin = live.checkpoints.last().expect("final");
-    assert_eq!((fin.status, fin.current_step.as_deref()), (RunStatus::Completed, None));
+    assert_eq!(
+        (fin.status, fin.current_step.as_deref()),
+        (RunStatus::Completed, None)
+    );
     assert_eq!(fin.finished_at, Some(t(11)));
-    assert_eq!(live.run.context.runtime, inputs(json!({"words": 50, "size": "short", "doubled": 100})));
-    let steps: Vec<(i32, String)> = live.checkpoints.iter().flat_map(|c| c.steps.iter().map(|s| (s.seq, s.step_id.clone()))).collect();
-    assert_eq!(steps, [(1, "collect".into()), (2, "route".into()), (3, "short".into())]);
+    assert_eq!(
+        live.run.context.runtime,
+        inputs(json!({"words": 50, "size": "short", "doubled": 100}))
+    );
+    let steps: Vec<(i32, String)> = live
+        .checkpoints
+        .iter()
+        .flat_map(|c| c.steps.iter().map(|s| (s.seq, s.step_id.clone())))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (1, "collect".into()),
+            (2, "route".into()),
+            (3, "short".into())
+        ]
+    );
     let route = &live.checkpoints[2].steps[0];
-    assert_eq!(route.output, Some(json!({"branch": "default", "next": "short"})));
-    assert_eq!(live.run.version, 4, "one checkpoint per step after the wait");
+    assert_eq!(
+        route.output,
+        Some(json!({"branch": "default", "next": "short"}))
+    );
+    assert_eq!(
+        live.run.version, 4,
+        "one checkpoint per step after the wait"
+    );
 }
 
 #[test]
@@ -191,7 +257,16 @@ fn the_other_branch_is_taken_when_its_condition_holds() {
     let wf = compiled(FLOW);
     let mut live = waiting_run(&wf);
     let effects = live
-        .apply(&wf, Input::Submit { step_id: "collect".into(), version: 1, inputs: inputs(json!({"words": 500})), actor: None }, t(3))
+        .apply(
+            &wf,
+            Input::Submit {
+                step_id: "collect".into(),
+                version: 1,
+                inputs: inputs(json!({"words": 500})),
+                actor: None,
+            },
+            t(3),
+        )
         .expect("accepted");
     live.settle(&wf, effects, t(4));
     assert_eq!(live.run.context.runtime.get("size"), Some(&json!("long")));
@@ -209,16 +284,27 @@ fn bad_submissions_are_refused_and_change_nothing() {
         inputs: inputs(v),
         actor: None,
     };
-    let invalid = live.apply(&wf, submit("collect", 1, json!({"words": 0, "extra": 1})), t(3));
+    let invalid = live.apply(
+        &wf,
+        submit("collect", 1, json!({"words": 0, "extra": 1})),
+        t(3),
+    );
     let Err(Rejection::Invalid(errors)) = invalid else {
         panic!("expected invalid input, got {invalid:?}")
     };
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["words", "extra"]);
-    assert_eq!(live.apply(&wf, submit("collect", 0, json!({"words": 5})), t(3)).err(), Some(Rejection::Stale));
     assert_eq!(
-        live.apply(&wf, submit("route", 1, json!({"words": 5})), t(3)).err(),
-        Some(Rejection::WrongStep { waiting_on: "collect".into() })
+        live.apply(&wf, submit("collect", 0, json!({"words": 5})), t(3))
+            .err(),
+        Some(Rejection::Stale)
+    );
+    assert_eq!(
+        live.apply(&wf, submit("route", 1, json!({"words": 5})), t(3))
+            .err(),
+        Some(Rejection::WrongStep {
+            waiting_on: "collect".into()
+        })
     );
     assert_eq!(live.run, before);
     assert_eq!(live.checkpoints.len(), 1);
@@ -229,39 +315,109 @@ fn a_running_or_finished_run_takes_no_submission() {
     let wf = compiled(FLOW);
     let mut live = Live::new();
     live.apply(&wf, Input::Drive, t(1)).expect("drive");
-    let submit = Input::Submit { step_id: "collect".into(), version: 0, inputs: Map::new(), actor: None };
-    assert_eq!(live.apply(&wf, submit.clone(), t(2)).err(), Some(Rejection::NotWaiting(RunStatus::Running)));
-    live.apply(&wf, Input::Cancel { actor: None }, t(3)).expect("cancel");
-    assert_eq!(live.apply(&wf, submit, t(4)).err(), Some(Rejection::Terminal(RunStatus::Canceled)));
+    let submit = Input::Submit {
+        step_id: "collect".into(),
+        version: 0,
+        inputs: Map::new(),
+        actor: None,
+    };
+    assert_eq!(
+        live.apply(&wf, submit.clone(), t(2)).err(),
+        Some(Rejection::NotWaiting(RunStatus::Running))
+    );
+    live.apply(
+        &wf,
+        Input::Cancel {
+            actor: None,
+            reason: None,
+        },
+        t(3),
+    )
+    .expect("cancel");
+    assert_eq!(
+        live.apply(&wf, submit, t(4)).err(),
+        Some(Rejection::Terminal(RunStatus::Canceled))
+    );
 }
 
 #[test]
 fn cancel_while_waiting_is_terminal_and_final() {
     let wf = compiled(FLOW);
     let mut live = waiting_run(&wf);
-    let effects = live.apply(&wf, Input::Cancel { actor: Some("ops".into()) }, t(5)).expect("cancel");
+    let effects = live
+        .apply(
+            &wf,
+            Input::Cancel {
+                actor: Some("ops".into()),
+                reason: Some("duplicate".into()),
+            },
+            t(5),
+        )
+        .expect("cancel");
     assert!(matches!(effects.last(), Some(Effect::Stop)));
     let cp = live.checkpoints.last().expect("checkpoint");
-    assert_eq!((cp.status, cp.waiting.is_none(), cp.finished_at), (RunStatus::Canceled, true, Some(t(5))));
+    assert_eq!(
+        (cp.status, cp.waiting.is_none(), cp.finished_at),
+        (RunStatus::Canceled, true, Some(t(5)))
+    );
     assert_eq!(kinds(cp), ["run.canceled"]);
+    assert_eq!(cp.events[0].data["reason"], "duplicate");
+    assert_eq!(cp.events[0].actor.as_deref(), Some("ops"));
     assert!(cp.steps.is_empty());
-    assert_eq!(live.apply(&wf, Input::Cancel { actor: None }, t(6)).err(), Some(Rejection::Terminal(RunStatus::Canceled)));
+    assert_eq!(
+        live.apply(
+            &wf,
+            Input::Cancel {
+                actor: None,
+                reason: None
+            },
+            t(6)
+        )
+        .err(),
+        Some(Rejection::Terminal(RunStatus::Canceled))
+    );
 }
 
 #[test]
 fn cancel_during_a_step_discards_its_result() {
     let wf = compiled(FLOW);
     let mut live = waiting_run(&wf);
-    live.apply(&wf, Input::Submit { step_id: "collect".into(), version: 1, inputs: inputs(json!({"words": 5})), actor: None }, t(3))
-        .expect("accepted");
+    live.apply(
+        &wf,
+        Input::Submit {
+            step_id: "collect".into(),
+            version: 1,
+            inputs: inputs(json!({"words": 5})),
+            actor: None,
+        },
+        t(3),
+    )
+    .expect("accepted");
     assert_eq!(live.run.current_step.as_deref(), Some("route"));
-    live.apply(&wf, Input::Cancel { actor: None }, t(4)).expect("cancel");
+    live.apply(
+        &wf,
+        Input::Cancel {
+            actor: None,
+            reason: None,
+        },
+        t(4),
+    )
+    .expect("cancel");
     let cp = live.checkpoints.last().expect("checkpoint");
     assert_eq!(cp.steps[0].status, StepStatus::Canceled);
     assert_eq!(cp.steps[0].step_id, "route");
     let late = execute(&wf, "route", &live.run.context);
     let effects = live
-        .apply(&wf, Input::StepFinished { step_id: "route".into(), attempt: 1, started_at: t(3), outcome: late }, t(5))
+        .apply(
+            &wf,
+            Input::StepFinished {
+                step_id: "route".into(),
+                attempt: 1,
+                started_at: t(3),
+                outcome: late,
+            },
+            t(5),
+        )
         .expect("ignored");
     assert!(effects.is_empty(), "a late result changes nothing");
     assert_eq!(live.run.status, RunStatus::Canceled);
@@ -278,22 +434,45 @@ fn an_expression_error_fails_the_step_and_the_run() {
     let cp = live.checkpoints.last().expect("checkpoint");
     assert_eq!(cp.status, RunStatus::Failed);
     let error = cp.error.as_ref().expect("error");
-    assert_eq!((error.code.as_str(), error.step_id.as_deref()), ("expression.eval_failed", Some("a")));
-    assert!(error.message.contains("runtime.missing"), "{}", error.message);
+    assert_eq!(
+        (error.code.as_str(), error.step_id.as_deref()),
+        ("expression.eval_failed", Some("a"))
+    );
+    assert!(
+        error.message.contains("runtime.missing"),
+        "{}",
+        error.message
+    );
     assert_eq!(cp.steps[0].status, StepStatus::Failed);
-    assert_eq!(kinds(cp), ["run.started", "step.started", "step.failed", "run.failed"]);
+    assert_eq!(
+        kinds(cp),
+        ["run.started", "step.started", "step.failed", "run.failed"]
+    );
 }
 
 #[test]
 fn recovery_restarts_the_current_step() {
     let wf = compiled(FLOW);
     let mut live = waiting_run(&wf);
-    live.apply(&wf, Input::Submit { step_id: "collect".into(), version: 1, inputs: inputs(json!({"words": 5})), actor: None }, t(3))
-        .expect("accepted");
+    live.apply(
+        &wf,
+        Input::Submit {
+            step_id: "collect".into(),
+            version: 1,
+            inputs: inputs(json!({"words": 5})),
+            actor: None,
+        },
+        t(3),
+    )
+    .expect("accepted");
     // The actor died here; a new one loads the stored run (running, at `route`).
     let mut stored = live.run.clone();
     stored.event_seq = live.checkpoints.last().expect("cp").event_seq;
-    let mut fresh = Live { run: stored, pending: Vec::new(), checkpoints: Vec::new() };
+    let mut fresh = Live {
+        run: stored,
+        pending: Vec::new(),
+        checkpoints: Vec::new(),
+    };
     let effects = fresh.apply(&wf, Input::Drive, t(100)).expect("drive");
     assert!(matches!(&effects[..], [Effect::RunStep { step_id, .. }] if step_id == "route"));
     assert_eq!(fresh.pending[0].kind, "run.recovered");
@@ -306,23 +485,49 @@ fn a_crashing_step_fails_the_run_with_the_panic_message() {
     let wf = compiled(FLOW);
     let mut live = Live::new();
     live.apply(&wf, Input::Drive, t(1)).expect("drive");
-    let effects = live.apply(&wf, Input::Crashed { message: "boom".into() }, t(2)).expect("crash");
+    let effects = live
+        .apply(
+            &wf,
+            Input::Crashed {
+                message: "boom".into(),
+            },
+            t(2),
+        )
+        .expect("crash");
     assert!(matches!(effects.last(), Some(Effect::Stop)));
     let cp = live.checkpoints.last().expect("checkpoint");
     let error = cp.error.as_ref().expect("error");
-    assert_eq!((error.code.as_str(), error.message.as_str()), ("step.panicked", "boom"));
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("step.panicked", "boom")
+    );
     assert_eq!(cp.steps[0].step_id, "collect");
 }
 
 #[test]
 fn durations_come_from_the_clock_given() {
-    let wf = compiled("name: t\nstart_step: a\nsteps:\n  - {id: a, type: set, config: {values: {x: '1'}}}\n");
+    let wf = compiled(
+        "name: t\nstart_step: a\nsteps:\n  - {id: a, type: set, config: {values: {x: '1'}}}\n",
+    );
     let mut live = Live::new();
     live.apply(&wf, Input::Drive, t(0)).expect("drive");
     let outcome = execute(&wf, "a", &live.run.context);
-    live.apply(&wf, Input::StepFinished { step_id: "a".into(), attempt: 1, started_at: t(0), outcome }, t(0) + Duration::milliseconds(1500))
-        .expect("finish");
+    live.apply(
+        &wf,
+        Input::StepFinished {
+            step_id: "a".into(),
+            attempt: 1,
+            started_at: t(0),
+            outcome,
+        },
+        t(0) + Duration::milliseconds(1500),
+    )
+    .expect("finish");
     let cp = live.checkpoints.last().expect("checkpoint");
-    let completed = cp.events.iter().find(|e| e.kind == "step.completed").expect("event");
+    let completed = cp
+        .events
+        .iter()
+        .find(|e| e.kind == "step.completed")
+        .expect("event");
     assert_eq!(completed.data["duration_ms"], 1500);
 }

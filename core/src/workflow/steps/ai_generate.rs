@@ -128,7 +128,12 @@ fn prompt_source(d: &mut Decoder, obj: &Obj<'_>) -> (Option<TemplateRef>, Option
         (None, Some(p)) => {
             let prompt = template(d, p, &obj.path_of("prompt"));
             if prompt.as_deref().is_some_and(|s| s.trim().is_empty()) {
-                d.err(codes::VALUE_INVALID, &obj.path_of("prompt"), p.loc, "the prompt is empty");
+                d.err(
+                    codes::VALUE_INVALID,
+                    &obj.path_of("prompt"),
+                    p.loc,
+                    "the prompt is empty",
+                );
                 return (None, None);
             }
             (None, prompt)

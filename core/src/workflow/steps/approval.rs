@@ -43,7 +43,11 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
                     codes::TEMPLATE_INVALID,
                     &index(&path, i),
                     loc,
-                    format!("invalid template at character {}: {}", e.offset + 1, e.message),
+                    format!(
+                        "invalid template at character {}: {}",
+                        e.offset + 1,
+                        e.message
+                    ),
                 );
             }
         } else if !is_email(&who) {

@@ -1,0 +1,88 @@
+//! Assembles the application around a store: the run runtime (with recovery of unfinished
+//! runs), the resume-token service and the API state. `main` and the tests both build the
+//! server through [`build`], so they exercise the same wiring.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scaff_actors::{CommandError, Deps, InlineExecutor, Runtime, RuntimeConfig, StepExecutor};
+use scaff_core::run::{Clock, SystemClock};
+use scaff_core::store::Store;
+
+use crate::api::{self, AppState, Limits};
+use crate::tokens::{self, ResumeTokens, SecretError};
+
+/// How the server behaves, beyond where its data lives.
+#[derive(Clone)]
+pub struct Settings {
+    /// Request limits.
+    pub limits: Limits,
+    /// A configured resume-token secret; generated and stored when absent.
+    pub token_secret: Option<String>,
+    /// How long a resume token stays valid after its wait began.
+    pub token_ttl: Duration,
+    /// The longest `wait_ms` a client may ask for.
+    pub max_wait: Duration,
+    /// Runtime tunables.
+    pub runtime: RuntimeConfig,
+    /// The step executor (tests inject faults through it).
+    pub executor: Arc<dyn StepExecutor>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            token_secret: None,
+            token_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_wait: Duration::from_secs(60),
+            runtime: RuntimeConfig::default(),
+            executor: Arc::new(InlineExecutor),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Why the server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No usable resume-token secret.
+    #[error("resume token secret: {0}")]
+    Secret(#[from] SecretError),
+    /// The runtime did not start.
+    #[error("runtime: {0}")]
+    Runtime(#[from] CommandError),
+}
+
+/// The API state over `store`, with the runtime started. Call [`recover`] once serving.
+pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState, BuildError> {
+    let secret = tokens::secret(store.as_ref(), settings.token_secret.as_deref()).await?;
+    let deps = Deps {
+        runs: store.clone(),
+        workflows: store.clone(),
+        clock: settings.clock.clone(),
+        executor: settings.executor,
+        config: settings.runtime,
+    };
+    let runtime = Runtime::start(deps).await?;
+    Ok(AppState {
+        store,
+        runtime,
+        tokens: Arc::new(ResumeTokens::new(&secret, settings.token_ttl)),
+        clock: settings.clock,
+        limits: settings.limits,
+        max_wait: settings.max_wait,
+        openapi_yaml: api::openapi_yaml().into(),
+    })
+}
+
+/// Continues every run a crash left queued or running, logging how many.
+pub async fn recover(runtime: &Runtime) {
+    match runtime.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(runs = n, "recovered unfinished runs"),
+        Err(e) => tracing::error!(error = %e, "recovering unfinished runs failed"),
+    }
+}
