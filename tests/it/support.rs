@@ -317,9 +317,9 @@ impl TestApp {
     }
 }
 
-/// Reads a shared example workflow.
+/// Reads an example workflow (`examples/`, copies of `../shared/examples`).
 pub fn example(name: &str) -> String {
-    let path = format!("{}/../shared/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 

@@ -12,23 +12,23 @@ use crate::diag::{Diagnostic, codes};
 const EXAMPLES: &[(&str, &str)] = &[
     (
         "blog_post.yaml",
-        include_str!("../../../../shared/examples/blog_post.yaml"),
+        include_str!("../../../examples/blog_post.yaml"),
     ),
     (
         "chain10.yaml",
-        include_str!("../../../../shared/examples/chain10.yaml"),
+        include_str!("../../../examples/chain10.yaml"),
     ),
     (
         "content_draft.yaml",
-        include_str!("../../../../shared/examples/content_draft.yaml"),
+        include_str!("../../../examples/content_draft.yaml"),
     ),
     (
         "human_loop.yaml",
-        include_str!("../../../../shared/examples/human_loop.yaml"),
+        include_str!("../../../examples/human_loop.yaml"),
     ),
     (
         "triage.yaml",
-        include_str!("../../../../shared/examples/triage.yaml"),
+        include_str!("../../../examples/triage.yaml"),
     ),
 ];
 
