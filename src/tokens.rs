@@ -168,6 +168,8 @@ mod tests {
                 since,
             }),
             error: None,
+            step_state: None,
+            pins: Default::default(),
             version: 3,
             step_seq: 0,
             event_seq: 0,

@@ -93,6 +93,7 @@ impl Harness {
                 workflow_id: workflow.into(),
                 workflow_version: 1,
                 context: Context::default(),
+                pins: Default::default(),
                 idempotency_key: None,
                 request_fingerprint: None,
                 created_by: None,

@@ -13,6 +13,7 @@
 //! - [`store`]: the storage port (records and traits) the PostgreSQL and SQLite adapters
 //!   implement.
 
+pub mod ai;
 pub mod diag;
 pub mod expr;
 pub mod lang;

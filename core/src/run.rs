@@ -270,6 +270,11 @@ pub struct Run {
     pub waiting: Option<Waiting>,
     /// Why the run failed, when it did.
     pub error: Option<RunError>,
+    /// The current step's progress kept between its attempts (an ai_generate conversation,
+    /// retry counters); cleared when the step ends.
+    pub step_state: Option<Json>,
+    /// Template versions pinned when the run started: template id → version.
+    pub pins: std::collections::BTreeMap<String, i64>,
     /// The checkpoint fence: bumped by every checkpoint.
     pub version: i64,
     /// How many step records the run has.

@@ -6,12 +6,14 @@
 
 mod memory;
 mod runs;
+mod templates;
 mod workflows;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
 pub use runs::*;
+pub use templates::*;
 pub use workflows::*;
 
 /// Why a store operation failed.
@@ -61,6 +63,6 @@ pub trait Health: Send + Sync {
 }
 
 /// Every capability, for the composition root.
-pub trait Store: WorkflowStore + RunStore + SettingsStore + Health {}
+pub trait Store: WorkflowStore + RunStore + TemplateStore + SettingsStore + Health {}
 
-impl<T: WorkflowStore + RunStore + SettingsStore + Health> Store for T {}
+impl<T: WorkflowStore + RunStore + TemplateStore + SettingsStore + Health> Store for T {}

@@ -414,6 +414,7 @@ pub async fn start(
             inputs: req.inputs.clone().unwrap_or_default(),
             runtime: Map::new(),
         },
+        pins: Default::default(),
         request_fingerprint: key.as_ref().map(|_| fingerprint(&req)),
         idempotency_key: key,
         created_by: None,

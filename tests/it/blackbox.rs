@@ -184,7 +184,10 @@ fn validate_accepts_every_example() {
     let dir = tempfile::tempdir().expect("dir");
     let root = env!("CARGO_MANIFEST_DIR");
     let mut args = vec!["validate".to_string()];
-    for folder in [format!("{root}/examples"), format!("{root}/../shared/examples")] {
+    for folder in [
+        format!("{root}/examples"),
+        format!("{root}/../shared/examples"),
+    ] {
         let Ok(entries) = std::fs::read_dir(&folder) else {
             continue;
         };
@@ -195,7 +198,11 @@ fn validate_accepts_every_example() {
     assert!(args.len() >= 6, "the examples are present");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = scaff(&args, dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -206,10 +213,20 @@ fn the_examples_are_the_shared_ones() {
     };
     for entry in shared {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().to_string();
-        let ours = std::fs::read_to_string(format!("{root}/examples/{name}"))
-            .unwrap_or_else(|_| panic!("examples/{name} is missing; copy it from ../shared/examples"));
-        assert_eq!(ours, std::fs::read_to_string(&path).expect("read"), "examples/{name} differs from ../shared");
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let ours =
+            std::fs::read_to_string(format!("{root}/examples/{name}")).unwrap_or_else(|_| {
+                panic!("examples/{name} is missing; copy it from ../shared/examples")
+            });
+        assert_eq!(
+            ours,
+            std::fs::read_to_string(&path).expect("read"),
+            "examples/{name} differs from ../shared"
+        );
     }
 }
 

@@ -173,6 +173,7 @@ impl Draft {
             status: self.run.status,
             current_step: self.run.current_step.clone(),
             context: self.run.context.clone(),
+            step_state: self.run.step_state.clone(),
             waiting: self.run.waiting.clone(),
             error: self.run.error.clone(),
             steps: self.steps,
@@ -442,6 +443,8 @@ fn finish_step(
     outcome: StepOutcome,
 ) -> Transition {
     let now = draft.now;
+    // Whatever the step kept between attempts ends with it.
+    draft.run.step_state = None;
     match outcome {
         StepOutcome::Done {
             output,

@@ -211,6 +211,8 @@ impl RunStore for MemoryStore {
             status: RunStatus::Queued,
             current_step: None,
             context: new.context,
+            step_state: None,
+            pins: new.pins,
             waiting: None,
             error: None,
             version: 0,
@@ -277,6 +279,7 @@ impl RunStore for MemoryStore {
         run.status = cp.status;
         run.current_step = cp.current_step.clone();
         run.context = cp.context.clone();
+        run.step_state = cp.step_state.clone();
         run.waiting = cp.waiting.clone();
         run.error = cp.error.clone();
         run.step_seq = cp.step_seq;

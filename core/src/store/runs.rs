@@ -24,6 +24,8 @@ pub struct NewRun {
     pub workflow_version: i64,
     /// The starting context.
     pub context: Context,
+    /// Template versions pinned at start: template id → version.
+    pub pins: std::collections::BTreeMap<String, i64>,
     /// The client's idempotency key: a second create with it returns the first run.
     pub idempotency_key: Option<String>,
     /// Hash of the start request, to refuse the same key with a different request.
@@ -58,6 +60,8 @@ pub struct Checkpoint {
     pub current_step: Option<String>,
     /// The whole context after the step.
     pub context: Context,
+    /// The current step's kept progress (`None` clears it).
+    pub step_state: Option<serde_json::Value>,
     /// What the run now waits for (only when `status` is waiting).
     pub waiting: Option<Waiting>,
     /// Why the run failed (only when `status` is failed).

@@ -26,10 +26,7 @@ const EXAMPLES: &[(&str, &str)] = &[
         "human_loop.yaml",
         include_str!("../../../examples/human_loop.yaml"),
     ),
-    (
-        "triage.yaml",
-        include_str!("../../../examples/triage.yaml"),
-    ),
+    ("triage.yaml", include_str!("../../../examples/triage.yaml")),
 ];
 
 /// Joins `lines` with newlines: element `i` is line `i + 1` of the document.

@@ -49,6 +49,8 @@ fn queued() -> Run {
         context: Context::default(),
         waiting: None,
         error: None,
+        step_state: None,
+        pins: Default::default(),
         version: 0,
         step_seq: 0,
         event_seq: 1,
