@@ -11,6 +11,8 @@ pub mod executions;
 pub mod extract;
 pub mod json;
 pub mod ops;
+pub mod templates;
+pub mod usage;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -78,6 +80,8 @@ pub struct AppState {
     tags(
         (name = "workflows", description = "Workflow definitions and their versions"),
         (name = "executions", description = "Runs of workflows: start, read, resume, cancel"),
+        (name = "usage", description = "AI calls and tokens, summed"),
+        (name = "templates", description = "Versioned prompt templates for ai_generate steps"),
         (name = "operations", description = "Health, readiness and the API description")
     )
 )]
@@ -101,6 +105,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::run_events))
         .routes(routes!(executions::resume))
         .routes(routes!(executions::cancel))
+        .routes(routes!(usage::usage))
+        .routes(routes!(
+            templates::create_template,
+            templates::list_templates
+        ))
+        .routes(routes!(templates::get_template))
+        .routes(routes!(templates::get_template_version))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
 }

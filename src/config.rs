@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (migrations are applied on start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
     /// Check workflow files and print each problem as `file:line:col: error: message`.
@@ -96,6 +96,106 @@ pub struct ServeArgs {
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    /// Model providers.
+    #[command(flatten)]
+    pub ai: AiArgs,
+}
+
+/// Model providers for `ai_generate` steps.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AiArgs {
+    /// Provider for steps that name none.
+    #[arg(long, env = "SCAFF_AI_PROVIDER", value_enum, default_value_t = AiProviderArg::Mock)]
+    pub ai_provider: AiProviderArg,
+
+    /// Seed of the mock provider (same seed and prompt, same answer). When unset,
+    /// `MOCK_AI_SEED` is read too; failing both, 42.
+    #[arg(long, env = "SCAFF_MOCK_AI_SEED")]
+    pub mock_ai_seed: Option<u64>,
+
+    /// Mock behaviour for steps that set none: success, schema_violation, timeout,
+    /// transient_error.
+    #[arg(long, env = "SCAFF_MOCK_AI_MODE", default_value = "success")]
+    pub mock_ai_mode: String,
+
+    /// Per-call timeout of AI steps that set none, in seconds.
+    #[arg(long, env = "SCAFF_AI_TIMEOUT_S", default_value_t = 60)]
+    pub ai_timeout_s: u64,
+
+    /// Base URL of an OpenAI-compatible API (a local server works too).
+    #[arg(
+        long,
+        env = "SCAFF_OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub openai_base_url: String,
+
+    /// API key for the OpenAI-compatible API; enables the `openai` provider. When unset,
+    /// `OPENAI_API_KEY` is read too.
+    #[arg(long, env = "SCAFF_OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+
+    /// Model for `openai` steps that name none.
+    #[arg(long, env = "SCAFF_OPENAI_MODEL", default_value = "gpt-4o-mini")]
+    pub openai_model: String,
+
+    /// Base URL of the Anthropic API.
+    #[arg(
+        long,
+        env = "SCAFF_ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub anthropic_base_url: String,
+
+    /// API key for Anthropic; enables the `anthropic` provider. When unset,
+    /// `ANTHROPIC_API_KEY` is read too.
+    #[arg(long, env = "SCAFF_ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+
+    /// Model for `anthropic` steps that name none.
+    #[arg(
+        long,
+        env = "SCAFF_ANTHROPIC_MODEL",
+        default_value = "claude-3-5-haiku-latest"
+    )]
+    pub anthropic_model: String,
+}
+
+/// Provider names accepted by `--ai-provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AiProviderArg {
+    /// Deterministic, offline.
+    Mock,
+    /// OpenAI-compatible Chat Completions.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+impl AiArgs {
+    /// The mock seed: the flag or `SCAFF_MOCK_AI_SEED`, else `MOCK_AI_SEED`, else 42.
+    pub fn seed(&self) -> u64 {
+        self.mock_ai_seed
+            .or_else(|| std::env::var("MOCK_AI_SEED").ok()?.parse().ok())
+            .unwrap_or(42)
+    }
+
+    /// The OpenAI key: the flag or `SCAFF_OPENAI_API_KEY`, else `OPENAI_API_KEY`.
+    pub fn openai_key(&self) -> Option<String> {
+        self.openai_api_key
+            .clone()
+            .or_else(|| std::env::var("OPENAI_API_KEY").ok())
+            .filter(|k| !k.is_empty())
+    }
+
+    /// The Anthropic key: the flag or `SCAFF_ANTHROPIC_API_KEY`, else `ANTHROPIC_API_KEY`.
+    pub fn anthropic_key(&self) -> Option<String> {
+        self.anthropic_api_key
+            .clone()
+            .or_else(|| std::env::var("ANTHROPIC_API_KEY").ok())
+            .filter(|k| !k.is_empty())
+    }
 }
 
 fn parse_duration(s: &str) -> Result<scaff_core::workflow::Duration, String> {

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`api`]: the REST API (axum): routes, problem+json errors, the OpenAPI document.
 //! - [`store`]: the PostgreSQL and SQLite adapters of `scaff_core::store`, and migrations.
+//! - [`executors`]: adapters for steps' side effects: AI providers (mock, OpenAI, Anthropic).
 //! - [`config`]: command-line and environment configuration (clap).
 //! - [`telemetry`]: structured logging.
 //! - [`report`]: compiler-style rendering of definition problems for `scaff validate`.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod config;
+pub mod executors;
 pub mod report;
 pub mod server;
 pub mod store;

@@ -6,10 +6,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use scaff::api::{self, Limits};
-use scaff::config::{Cli, Command, DatabaseArgs, ServeArgs, ValidateArgs};
+use std::sync::Arc;
+
+use scaff::config::{AiArgs, AiProviderArg, Cli, Command, DatabaseArgs, ServeArgs, ValidateArgs};
+use scaff::executors::ai::{AnthropicProvider, MockProvider, OpenAiProvider, Providers};
 use scaff::server::{self, Settings};
 use scaff::store::{self, StoreOptions, redact_url};
 use scaff::{report, telemetry};
+use scaff_actors::AiSettings;
+use scaff_core::workflow::{MockConfig, MockMode, Provider};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,7 +31,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate(args).await.map(|()| ExitCode::SUCCESS),
             Command::Validate(args) => Ok(validate(&args)),
             Command::Openapi => {
@@ -56,6 +61,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token_secret: args.resume_token_secret.clone(),
         token_ttl: Duration::from_secs(args.resume_token_ttl.as_secs()),
         max_wait: Duration::from_millis(args.max_wait_ms),
+        ai: Arc::new(providers(&args.ai)?),
+        ai_settings: ai_settings(&args.ai)?,
         ..Settings::default()
     };
     let state = server::build(store, settings).await?;
@@ -92,6 +99,67 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.shutdown(grace).await;
     tracing::info!("scaff stopped");
     Ok(())
+}
+
+/// The model providers the flags configure: the mock always, the others when keyed.
+fn providers(args: &AiArgs) -> anyhow::Result<Providers> {
+    let default = match args.ai_provider {
+        AiProviderArg::Mock => Provider::Mock,
+        AiProviderArg::Openai => Provider::Openai,
+        AiProviderArg::Anthropic => Provider::Anthropic,
+    };
+    let mut providers = Providers::new(MockProvider::new(args.seed())).with_default(default);
+    if let Some(key) = args.openai_key() {
+        providers = providers.with_openai(
+            OpenAiProvider::new(&args.openai_base_url, Some(key), &args.openai_model)
+                .context("building the OpenAI client")?,
+        );
+    }
+    if let Some(key) = args.anthropic_key() {
+        providers = providers.with_anthropic(
+            AnthropicProvider::new(&args.anthropic_base_url, Some(key), &args.anthropic_model)
+                .context("building the Anthropic client")?,
+        );
+    }
+    anyhow::ensure!(
+        providers.is_configured(default),
+        "--ai-provider {} needs its API key (SCAFF_{}_API_KEY)",
+        provider_name(default),
+        provider_name(default).to_uppercase()
+    );
+    Ok(providers)
+}
+
+fn provider_name(p: Provider) -> &'static str {
+    match p {
+        Provider::Mock => "mock",
+        Provider::Openai => "openai",
+        Provider::Anthropic => "anthropic",
+    }
+}
+
+fn ai_settings(args: &AiArgs) -> anyhow::Result<AiSettings> {
+    let mode: MockMode = serde_json::from_value(serde_json::Value::String(
+        args.mock_ai_mode.clone(),
+    ))
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "--mock-ai-mode must be one of success, schema_violation, timeout, transient_error"
+        )
+    })?;
+    Ok(AiSettings {
+        default_provider: match args.ai_provider {
+            AiProviderArg::Mock => Provider::Mock,
+            AiProviderArg::Openai => Provider::Openai,
+            AiProviderArg::Anthropic => Provider::Anthropic,
+        },
+        default_mock: MockConfig {
+            mode,
+            fail_times: None,
+        },
+        timeout: Duration::from_secs(args.ai_timeout_s.max(1)),
+        ..AiSettings::default()
+    })
 }
 
 async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {

@@ -5,11 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use scaff_actors::{CommandError, Deps, InlineExecutor, Runtime, RuntimeConfig, StepExecutor};
+use scaff_actors::{
+    AiSettings, CommandError, DefaultExecutor, Deps, Runtime, RuntimeConfig, StepExecutor,
+};
+use scaff_core::ai::AiProvider;
 use scaff_core::run::{Clock, SystemClock};
 use scaff_core::store::Store;
 
 use crate::api::{self, AppState, Limits};
+use crate::executors::ai::{MockProvider, Providers};
 use crate::tokens::{self, ResumeTokens, SecretError};
 
 /// How the server behaves, beyond where its data lives.
@@ -25,8 +29,13 @@ pub struct Settings {
     pub max_wait: Duration,
     /// Runtime tunables.
     pub runtime: RuntimeConfig,
-    /// The step executor (tests inject faults through it).
-    pub executor: Arc<dyn StepExecutor>,
+    /// The step executor; `None` builds the default one over [`Settings::ai`] (tests inject
+    /// faults by giving their own).
+    pub executor: Option<Arc<dyn StepExecutor>>,
+    /// The model providers AI steps call.
+    pub ai: Arc<dyn AiProvider>,
+    /// Defaults and limits of AI steps.
+    pub ai_settings: AiSettings,
     /// The time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -39,7 +48,9 @@ impl Default for Settings {
             token_ttl: Duration::from_secs(7 * 24 * 3600),
             max_wait: Duration::from_secs(60),
             runtime: RuntimeConfig::default(),
-            executor: Arc::new(InlineExecutor),
+            executor: None,
+            ai: Arc::new(Providers::new(MockProvider::new(42))),
+            ai_settings: AiSettings::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -49,7 +60,7 @@ impl Default for Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// No usable resume-token secret.
-    #[error("resume token secret: {0}")]
+    #[error(transparent)]
     Secret(#[from] SecretError),
     /// The runtime did not start.
     #[error("runtime: {0}")]
@@ -63,7 +74,13 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState
         runs: store.clone(),
         workflows: store.clone(),
         clock: settings.clock.clone(),
-        executor: settings.executor,
+        executor: settings.executor.unwrap_or_else(|| {
+            Arc::new(DefaultExecutor::new(
+                settings.ai.clone(),
+                store.clone(),
+                settings.ai_settings.clone(),
+            ))
+        }),
         config: settings.runtime,
     };
     let runtime = Runtime::start(deps).await?;

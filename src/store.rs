@@ -5,6 +5,7 @@
 mod postgres;
 mod rows;
 mod sqlite;
+mod usage;
 
 use std::sync::Arc;
 
@@ -89,8 +90,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// How often a version insert is retried after losing a race for the number.
-const VERSION_RACE_RETRIES: usize = 8;
+/// How often a version insert is retried after losing a race for the number. Each round of a
+/// race has one winner, so this bounds how many concurrent savers of one id all succeed.
+const VERSION_RACE_RETRIES: usize = 32;
 
 /// Maps a driver error to the port's error; the details stay in the message for the logs.
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -118,8 +120,13 @@ fn like_pattern(text: &str) -> String {
 
 /// Timestamps are kept to the microsecond, the finest both databases store.
 fn now_micros() -> chrono::DateTime<chrono::Utc> {
+    micros(chrono::Utc::now())
+}
+
+/// `t` truncated to what both databases keep, so a saved record equals the one read back.
+fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
+    t.trunc_subsecs(6)
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //!
 //! A token names the run, the step waited on, and the run version at which the wait began.
 //! Because a waiting run's version only changes when it moves on, a token stops working the
-//! moment its wait is over (a replay is refused), without any token storage. Tokens are a pure
-//! function of the wait (`iat` is when the wait began), so reading a run twice shows the same
-//! token. The signing secret comes from configuration, or is generated once and kept in the
-//! store so that restarts keep tokens valid.
+//! moment its wait is over (a replay is refused), without any token storage. A token is valid
+//! for the configured lifetime from when it was issued (each read of a waiting run issues a
+//! fresh one), so a run that waits longer than the lifetime can still be resumed. The signing
+//! secret comes from configuration, or is generated once and kept in the store so that
+//! restarts keep tokens valid.
 
 use std::time::Duration;
 
@@ -76,19 +77,20 @@ impl ResumeTokens {
         }
     }
 
-    /// The token for a waiting run; `None` when the run is not waiting.
-    pub fn issue(&self, run: &Run) -> Option<String> {
+    /// The token for a waiting run, issued at `now`; `None` when the run is not waiting.
+    pub fn issue(&self, run: &Run, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
         let waiting = run
             .waiting
             .as_ref()
             .filter(|_| run.status == RunStatus::Waiting)?;
-        let iat = waiting.since.timestamp();
+        let iat = now.timestamp();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let claims = ResumeClaims {
             sub: run.id,
             step: waiting.step_id.clone(),
             ver: run.version,
             iat,
-            exp: iat.saturating_add(self.ttl.as_secs() as i64),
+            exp: iat.saturating_add(ttl),
             typ: KIND.to_string(),
         };
         self.sign(&claims)
@@ -185,14 +187,15 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     #[test]
-    fn a_token_names_the_run_step_and_version_and_is_stable() {
+    fn a_token_names_the_run_step_and_version() {
         let tokens = ResumeTokens::new(SECRET, Duration::from_secs(3600));
         let run = waiting_run(Utc::now());
-        let token = tokens.issue(&run).expect("issued");
+        let now = Utc::now();
+        let token = tokens.issue(&run, now).expect("issued");
         assert_eq!(
-            tokens.issue(&run),
+            tokens.issue(&run, now),
             Some(token.clone()),
-            "same wait, same token"
+            "same instant, same token"
         );
         let claims = tokens.verify(&token).expect("valid");
         assert_eq!(
@@ -204,7 +207,9 @@ mod tests {
     #[test]
     fn tampered_foreign_and_expired_tokens_are_refused() {
         let tokens = ResumeTokens::new(SECRET, Duration::from_secs(3600));
-        let token = tokens.issue(&waiting_run(Utc::now())).expect("issued");
+        let token = tokens
+            .issue(&waiting_run(Utc::now()), Utc::now())
+            .expect("issued");
         let mut tampered = token.clone();
         tampered.pop();
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
@@ -215,9 +220,16 @@ mod tests {
         );
         assert_eq!(other.verify(&token), Err(TokenError::Invalid));
         assert_eq!(tokens.verify("not a jwt"), Err(TokenError::Invalid));
-        let old = waiting_run(Utc::now() - chrono::Duration::hours(2));
-        let expired = tokens.issue(&old).expect("issued");
+        let old = waiting_run(Utc::now() - chrono::Duration::days(30));
+        let expired = tokens
+            .issue(&old, Utc::now() - chrono::Duration::hours(2))
+            .expect("issued");
         assert_eq!(tokens.verify(&expired), Err(TokenError::Expired));
+        let fresh = tokens.issue(&old, Utc::now()).expect("issued");
+        assert!(
+            tokens.verify(&fresh).is_ok(),
+            "a run waiting longer than the lifetime still gets a valid token"
+        );
     }
 
     #[test]
@@ -225,6 +237,6 @@ mod tests {
         let tokens = ResumeTokens::new(SECRET, Duration::from_secs(60));
         let mut run = waiting_run(Utc::now());
         run.status = RunStatus::Running;
-        assert_eq!(tokens.issue(&run), None);
+        assert_eq!(tokens.issue(&run, Utc::now()), None);
     }
 }

@@ -3,14 +3,35 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use scaff_core::run::step::{self, CompiledWorkflow, StepOutcome};
-use scaff_core::run::{Clock, Context};
+use std::future::Future;
+use std::pin::Pin;
+
+use scaff_core::run::step::{self, CompiledWorkflow, StepEvent, StepOutcome};
+use scaff_core::run::{Clock, Run};
 use scaff_core::store::{RunStore, WorkflowStore};
+
+/// A step's result with the events it reports.
+pub type StepResult = (StepOutcome, Vec<StepEvent>);
+
+/// How a step executes: at once in the actor, or as a task whose result comes back later.
+pub enum Execution {
+    /// Done already (pure steps).
+    Ready(StepResult),
+    /// Runs in a spawned task (calls to the outside world); the actor stays responsive.
+    Pending(Pin<Box<dyn Future<Output = StepResult> + Send + 'static>>),
+}
 
 /// Executes steps. The default runs the pure steps inline; tests wrap it to inject faults.
 pub trait StepExecutor: Send + Sync {
-    /// Executes `step_id` of `wf` against `ctx`.
-    fn execute(&self, wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutcome;
+    /// Executes `step_id` of `wf` for `run` (its context, kept step state and pins);
+    /// `attempt` counts executions of this step, from 1.
+    fn execute(
+        &self,
+        wf: &Arc<CompiledWorkflow>,
+        step_id: &str,
+        run: &Run,
+        attempt: i32,
+    ) -> Execution;
 }
 
 /// Executes pure steps (`form`, `conditional`, `set`) in the run actor.
@@ -18,8 +39,14 @@ pub trait StepExecutor: Send + Sync {
 pub struct InlineExecutor;
 
 impl StepExecutor for InlineExecutor {
-    fn execute(&self, wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutcome {
-        step::execute(wf, step_id, ctx)
+    fn execute(
+        &self,
+        wf: &Arc<CompiledWorkflow>,
+        step_id: &str,
+        run: &Run,
+        _attempt: i32,
+    ) -> Execution {
+        Execution::Ready((step::execute(wf, step_id, &run.context), Vec::new()))
     }
 }
 

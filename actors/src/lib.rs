@@ -11,11 +11,13 @@
 //! - [`runtime`]: the [`Runtime`] handle the API calls (start, submit, cancel, recover, wait).
 //! - `supervisor`: the spawning and supervising actor.
 //! - `run_actor`: the per-run actor.
+//! - [`ai_step`]: the `ai_generate` executor (provider calls, schema retries, back-off).
 //! - [`deps`]: what the runtime is given: store ports, clock, step executor, settings.
 //! - [`watch`]: notifications of run status changes, for clients that wait for a run to settle.
 //! - `workflows`: compiled workflow versions, cached and shared.
 //! - [`error`]: what runtime commands can fail with.
 
+pub mod ai_step;
 pub mod deps;
 pub mod error;
 mod run_actor;
@@ -24,7 +26,8 @@ mod supervisor;
 pub mod watch;
 mod workflows;
 
-pub use deps::{Deps, InlineExecutor, RuntimeConfig, StepExecutor};
+pub use ai_step::{AiSettings, DefaultExecutor};
+pub use deps::{Deps, Execution, InlineExecutor, RuntimeConfig, StepExecutor, StepResult};
 pub use error::CommandError;
 pub use runtime::Runtime;
 pub use watch::RunWatch;

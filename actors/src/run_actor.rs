@@ -11,13 +11,13 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use scaff_core::run::machine::{Effect, Input, Machine};
-use scaff_core::run::step::{CompiledWorkflow, StepOutcome};
+use scaff_core::run::step::{CompiledWorkflow, StepEvent, StepOutcome};
 use scaff_core::run::{EventRecord, Run};
 use scaff_core::store::{Checkpoint, StoreError};
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
-use crate::deps::Deps;
+use crate::deps::{Deps, Execution};
 use crate::error::CommandError;
 use crate::watch::RunWatch;
 
@@ -34,6 +34,7 @@ pub(crate) enum RunMsg {
         attempt: i32,
         started_at: chrono::DateTime<chrono::Utc>,
         outcome: StepOutcome,
+        events: Vec<StepEvent>,
     },
     /// A form submission.
     Submit {
@@ -51,6 +52,8 @@ pub(crate) enum RunMsg {
     },
     /// The run's step kept panicking: fail the run.
     Crashed { message: String },
+    /// A step's task panicked: fail this actor so the supervisor restarts the run.
+    TaskFailed { message: String },
 }
 
 /// The run actor (configuration only).
@@ -120,12 +123,14 @@ impl Actor for RunActor {
                 attempt,
                 started_at,
                 outcome,
+                events,
             } => (
                 Input::StepFinished {
                     step_id,
                     attempt,
                     started_at,
                     outcome,
+                    events,
                 },
                 None,
             ),
@@ -150,14 +155,21 @@ impl Actor for RunActor {
                 reply,
             } => (Input::Cancel { actor, reason }, Some(reply)),
             RunMsg::Crashed { message } => (Input::Crashed { message }, None),
+            RunMsg::TaskFailed { message } => return Err(message.into()),
         };
-        state.apply(&myself, input, reply).await;
-        Ok(())
+        // A checkpoint that cannot be written fails the actor: the supervisor restarts the run
+        // from its last checkpoint (within the budget) instead of leaving it `running`.
+        state.apply(&myself, input, reply).await.map_err(Into::into)
     }
 }
 
 impl RunState {
-    async fn apply(&mut self, myself: &ActorRef<RunMsg>, input: Input, reply: Option<Reply>) {
+    async fn apply(
+        &mut self,
+        myself: &ActorRef<RunMsg>,
+        input: Input,
+        reply: Option<Reply>,
+    ) -> Result<(), String> {
         let now = self.deps.clock.now();
         let machine = Machine {
             workflow: &self.workflow,
@@ -167,7 +179,11 @@ impl RunState {
             Ok(t) => t,
             Err(rejection) => {
                 answer(reply, Err(CommandError::Rejected(rejection)));
-                return;
+                // A rehydrated waiting run goes back to holding no memory.
+                if self.run.status == scaff_core::run::RunStatus::Waiting {
+                    myself.stop(None);
+                }
+                return Ok(());
             }
         };
         let mut follow_up = Vec::new();
@@ -175,10 +191,10 @@ impl RunState {
             match effect {
                 Effect::Checkpoint(cp) => {
                     if let Err(e) = self.persist(&cp).await {
-                        tracing::warn!(run_id = %self.run.id, error = %e, "checkpoint failed; stopping the run's actor");
+                        tracing::warn!(run_id = %self.run.id, error = %e, "checkpoint failed; the run restarts from its last checkpoint");
+                        let message = format!("checkpoint failed: {e}");
                         answer(reply, Err(e));
-                        myself.stop(Some("checkpoint failed".into()));
-                        return;
+                        return Err(message);
                     }
                 }
                 other => follow_up.push(other),
@@ -196,24 +212,52 @@ impl RunState {
                 Effect::Checkpoint(_) => {}
             }
         }
+        Ok(())
     }
 
-    /// Executes a step inline and feeds its outcome back through the mailbox, so a cancel
-    /// already queued is handled before the result.
+    /// Executes a step — inline, or in a spawned task for steps that call out — and feeds
+    /// its outcome back through the mailbox, so a cancel already queued is handled first and
+    /// the actor stays responsive while a slow call is in flight.
     fn run_step(&self, myself: &ActorRef<RunMsg>, step_id: String, attempt: i32) {
         let started_at = self.deps.clock.now();
-        let outcome = self
+        let execution = self
             .deps
             .executor
-            .execute(&self.workflow, &step_id, &self.run.context);
-        let sent = myself.send_message(RunMsg::StepFinished {
-            step_id,
-            attempt,
-            started_at,
-            outcome,
-        });
-        if sent.is_err() {
-            tracing::debug!(run_id = %self.run.id, "actor stopping; the step will be redone on recovery");
+            .execute(&self.workflow, &step_id, &self.run, attempt);
+        match execution {
+            Execution::Ready((outcome, events)) => {
+                let msg = RunMsg::StepFinished {
+                    step_id,
+                    attempt,
+                    started_at,
+                    outcome,
+                    events,
+                };
+                if myself.send_message(msg).is_err() {
+                    tracing::debug!(run_id = %self.run.id, "actor stopping; the step will be redone on recovery");
+                }
+            }
+            Execution::Pending(future) => {
+                let me = myself.clone();
+                let run_id = self.run.id;
+                tokio::spawn(async move {
+                    let msg = match tokio::spawn(future).await {
+                        Ok((outcome, events)) => RunMsg::StepFinished {
+                            step_id,
+                            attempt,
+                            started_at,
+                            outcome,
+                            events,
+                        },
+                        Err(e) => RunMsg::TaskFailed {
+                            message: panic_message(e),
+                        },
+                    };
+                    if me.send_message(msg).is_err() {
+                        tracing::debug!(%run_id, "actor gone; the step will be redone on recovery");
+                    }
+                });
+            }
         }
     }
 
@@ -235,6 +279,17 @@ impl RunState {
                 Err(e) => return Err(CommandError::Store(e)),
             }
         }
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a step task panicked".into()),
+        Err(e) => format!("a step task was cancelled: {e}"),
     }
 }
 

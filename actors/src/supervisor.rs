@@ -124,9 +124,22 @@ impl SupState {
         workflow: Arc<CompiledWorkflow>,
         first: Option<RunMsg>,
     ) -> Result<ActorRef<RunMsg>, CommandError> {
-        if let Some(actor) = self.live.get(&run.id) {
-            return Ok(actor.clone());
+        if let Some(actor) = self.live.get(&run.id).map(|a| a.clone()) {
+            if let Some(msg) = first {
+                let _ = actor.send_message(msg);
+            }
+            return Ok(actor);
         }
+        // A snapshot that will be driven is re-read here, where no other actor can be spawned:
+        // a stale `running` copy (say, canceled meanwhile) must not redo its step.
+        let run = if matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+            match self.deps.runs.get_run(run.id).await? {
+                Some(fresh) => fresh,
+                None => return Err(CommandError::NotFound),
+            }
+        } else {
+            run
+        };
         if run.status.is_terminal() {
             return Err(CommandError::Rejected(Rejection::Terminal(run.status)));
         }

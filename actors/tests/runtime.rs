@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use scaff_actors::{CommandError, Deps, InlineExecutor, Runtime, RuntimeConfig, StepExecutor};
+use scaff_actors::{
+    CommandError, Deps, Execution, InlineExecutor, Runtime, RuntimeConfig, StepExecutor,
+};
 use scaff_core::run::machine::Rejection;
-use scaff_core::run::step::{CompiledWorkflow, StepOutcome};
+use scaff_core::run::step::CompiledWorkflow;
 use scaff_core::run::{Clock, Context, Run, RunStatus, StepStatus, SystemClock};
 use scaff_core::store::{
     CreatedRun, MemoryStore, NewRun, NewWorkflowVersion, RunStore, WorkflowStore,
@@ -282,11 +284,17 @@ struct Flaky {
 }
 
 impl StepExecutor for Flaky {
-    fn execute(&self, wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutcome {
+    fn execute(
+        &self,
+        wf: &Arc<CompiledWorkflow>,
+        step_id: &str,
+        run: &Run,
+        attempt: i32,
+    ) -> Execution {
         if step_id == self.step && self.seen.fetch_add(1, Ordering::SeqCst) < self.times {
             panic!("injected fault in {step_id}");
         }
-        InlineExecutor.execute(wf, step_id, ctx)
+        InlineExecutor.execute(wf, step_id, run, attempt)
     }
 }
 

@@ -110,18 +110,17 @@ pub fn extract_json(text: &str) -> Result<Json, String> {
         let after = &trimmed[start + 3..];
         let body_start = after.find('\n').map_or(0, |i| i + 1);
         let body = &after[body_start..];
-        if let Some(end) = body.find("```") {
-            if let Ok(v) = serde_json::from_str(body[..end].trim()) {
-                return Ok(v);
-            }
+        if let Some(end) = body.find("```")
+            && let Ok(v) = serde_json::from_str(body[..end].trim())
+        {
+            return Ok(v);
         }
     }
-    if let (Some(open), Some(close)) = (trimmed.find('{'), trimmed.rfind('}')) {
-        if open < close {
-            if let Ok(v) = serde_json::from_str(&trimmed[open..=close]) {
-                return Ok(v);
-            }
-        }
+    if let (Some(open), Some(close)) = (trimmed.find('{'), trimmed.rfind('}'))
+        && open < close
+        && let Ok(v) = serde_json::from_str(&trimmed[open..=close])
+    {
+        return Ok(v);
     }
     Err("the answer is not JSON".into())
 }

@@ -2,9 +2,8 @@
 //!
 //! Workflow validation calls [`check_expression`] for every `when` and `set` value and
 //! [`check_template`] for every templated string. Expressions are compiled by the real
-//! language ([`crate::expr`]); until minijinja templates land with the AI issue, templates are
-//! checked for what can be checked without them: size and closed blocks. Replacing the body of
-//! [`check_template`] is all it takes to make validation use the real template parser.
+//! language ([`crate::expr`]), templates parsed by the real template engine
+//! ([`crate::template`]).
 
 /// Longest expression accepted, in bytes.
 pub const MAX_EXPRESSION_LEN: usize = 4096;
@@ -30,7 +29,8 @@ pub fn check_expression(src: &str) -> Result<(), LangError> {
     })
 }
 
-/// Checks the syntax of a template (`{{ expr }}` and `{% tag %}` blocks).
+/// Checks the syntax of a template with the real template parser ([`crate::template::check`]),
+/// after refusing one longer than [`MAX_TEMPLATE_LEN`].
 pub fn check_template(src: &str) -> Result<(), LangError> {
     if src.len() > MAX_TEMPLATE_LEN {
         return Err(LangError {
@@ -38,28 +38,7 @@ pub fn check_template(src: &str) -> Result<(), LangError> {
             message: format!("the template is longer than {MAX_TEMPLATE_LEN} bytes"),
         });
     }
-    let mut rest = src;
-    let mut consumed = 0;
-    while let Some(open) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
-        let close_tag = if rest[open..].starts_with("{{") {
-            "}}"
-        } else {
-            "%}"
-        };
-        let after = &rest[open + 2..];
-        let Some(close) = after.find(close_tag) else {
-            return Err(LangError {
-                offset: src[..consumed + open].chars().count(),
-                message: format!(
-                    "`{}` is never closed by `{close_tag}`",
-                    &rest[open..open + 2]
-                ),
-            });
-        };
-        consumed += open + 2 + close + 2;
-        rest = &after[close + 2..];
-    }
-    Ok(())
+    crate::template::check(src)
 }
 
 #[cfg(test)]
@@ -89,11 +68,18 @@ mod tests {
     }
 
     #[test]
-    fn templates_need_closed_blocks() {
+    fn templates_are_parsed_by_the_real_language() {
         assert!(check_template("Hello {{ name }}, {% if x %}y{% endif %}").is_ok());
         assert!(check_template("no blocks at all").is_ok());
         let err = check_template("Hi {{ name").expect_err("unclosed");
         assert_eq!(err.offset, 3);
         assert!(check_template("{% if x }").is_err());
+        assert!(check_template("{% if x %}never ends").is_err());
+        assert!(check_template("{{ 1 + }}").is_err());
+        let long = "x".repeat(MAX_TEMPLATE_LEN + 1);
+        assert_eq!(
+            check_template(&long).map_err(|e| e.offset),
+            Err(MAX_TEMPLATE_LEN)
+        );
     }
 }

@@ -20,4 +20,5 @@ pub mod lang;
 pub mod located;
 pub mod run;
 pub mod store;
+pub mod template;
 pub mod workflow;

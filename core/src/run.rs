@@ -295,6 +295,41 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// The path (`a.b[2]`) of the first string or key holding a NUL character (U+0000), if any.
+/// PostgreSQL cannot store NUL in JSON, so runs refuse it everywhere, on both stores.
+pub fn find_nul(value: &Json) -> Option<String> {
+    match value {
+        Json::String(s) if s.contains('\0') => Some(String::new()),
+        Json::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            find_nul(v).map(|p| {
+                if p.is_empty() {
+                    format!("[{i}]")
+                } else {
+                    format!("[{i}].{p}")
+                }
+            })
+        }),
+        Json::Object(map) => find_nul_in(map),
+        _ => None,
+    }
+}
+
+/// [`find_nul`] over the entries of an object.
+pub fn find_nul_in(map: &Map<String, Json>) -> Option<String> {
+    map.iter().find_map(|(k, v)| {
+        if k.contains('\0') {
+            return Some(k.clone());
+        }
+        find_nul(v).map(|p| {
+            if p.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}.{p}")
+            }
+        })
+    })
+}
+
 /// The time source, injected so tests control it.
 pub trait Clock: Send + Sync {
     /// The current time.

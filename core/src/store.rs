@@ -7,6 +7,7 @@
 mod memory;
 mod runs;
 mod templates;
+mod usage;
 mod workflows;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 pub use memory::MemoryStore;
 pub use runs::*;
 pub use templates::*;
+pub use usage::*;
 pub use workflows::*;
 
 /// Why a store operation failed.
@@ -63,6 +65,12 @@ pub trait Health: Send + Sync {
 }
 
 /// Every capability, for the composition root.
-pub trait Store: WorkflowStore + RunStore + TemplateStore + SettingsStore + Health {}
+pub trait Store:
+    WorkflowStore + RunStore + TemplateStore + UsageStore + SettingsStore + Health
+{
+}
 
-impl<T: WorkflowStore + RunStore + TemplateStore + SettingsStore + Health> Store for T {}
+impl<T> Store for T where
+    T: WorkflowStore + RunStore + TemplateStore + UsageStore + SettingsStore + Health
+{
+}

@@ -217,7 +217,7 @@ pub struct ContextView {
 
 impl AppState {
     fn view(&self, run: Run) -> RunView {
-        let resume_token = self.tokens.issue(&run);
+        let resume_token = self.tokens.issue(&run, self.clock.now());
         RunView {
             id: run.id,
             workflow_id: run.workflow_id,
@@ -267,14 +267,90 @@ fn not_found(id: Uuid) -> ApiError {
 
 /// The hash that tells a retried start from a different request under the same key.
 fn fingerprint(req: &StartRequest) -> String {
-    let canonical = json!({
+    let canonical = sorted(&json!({
         "workflow_id": req.workflow_id,
         "version": req.version,
-        "inputs": req.inputs,
-        "profile": req.profile,
-    });
+        "inputs": req.inputs.clone().unwrap_or_default(),
+        "profile": req.profile.clone().unwrap_or_default(),
+    }));
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The template version each `ai_generate` step will use, fixed now so that retries and
+/// rehydrated runs render the same prompt: a pinned `id@v` as written, otherwise the latest.
+async fn pin_templates(
+    state: &AppState,
+    definition: &Json,
+) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
+    let mut pins = std::collections::BTreeMap::new();
+    let def: scaff_core::workflow::Workflow = serde_json::from_value(definition.clone())
+        .map_err(|e| ApiError::Internal(format!("a stored definition does not load: {e}")))?;
+    for step in &def.steps {
+        let scaff_core::workflow::StepKind::AiGenerate(cfg) = &step.kind else {
+            continue;
+        };
+        // Explicit `id@v` references need no pin; the rest take the latest version now.
+        let Some(r) = cfg.template_id.as_ref().filter(|r| r.version.is_none()) else {
+            continue;
+        };
+        if pins.contains_key(&r.id) {
+            continue;
+        }
+        let version = state
+            .store
+            .latest_template(&r.id)
+            .await?
+            .map(|t| t.version)
+            .ok_or_else(|| {
+                ApiError::Conflict(format!(
+                    "step `{}` uses template `{}`, which does not exist",
+                    step.id, r.id
+                ))
+            })?;
+        pins.insert(r.id.clone(), version);
+    }
+    Ok(pins)
+}
+
+/// The value with every object's keys sorted, so key order never changes a fingerprint.
+fn sorted(value: &Json) -> Json {
+    match value {
+        Json::Object(map) => {
+            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Json::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        Json::Array(items) => Json::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Refuses text with NUL characters (U+0000) anywhere in `value`: PostgreSQL cannot store them
+/// in JSON, and no workflow needs them.
+fn refuse_nul(value: &Json, path: &str) -> Result<(), ApiError> {
+    match scaff_core::run::find_nul(value) {
+        Some(at) => Err(ApiError::InvalidInput {
+            detail: "text may not contain NUL characters (U+0000)".into(),
+            errors: vec![ProblemItem {
+                path: if at.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}.{at}")
+                },
+                line: None,
+                column: None,
+                code: codes::BODY_INVALID.into(),
+                message: "contains a NUL character (U+0000)".into(),
+            }],
+        }),
+        None => Ok(()),
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Result<Option<String>, ApiError> {
@@ -387,6 +463,11 @@ pub async fn start(
 ) -> Result<(StatusCode, HeaderMap, JsonBody<RunView>), ApiError> {
     let wait = state.wait_duration(req.wait_ms.or(query.wait_ms))?;
     let key = idempotency_key(&headers, req.idempotency_key.as_deref())?;
+    for (name, part) in [("inputs", &req.inputs), ("profile", &req.profile)] {
+        if let Some(map) = part {
+            refuse_nul(&Json::Object(map.clone()), name)?;
+        }
+    }
     let workflow = match req.version {
         Some(v) => state.store.workflow_version(&req.workflow_id, v).await?,
         None => state.store.latest_workflow(&req.workflow_id).await?,
@@ -414,7 +495,7 @@ pub async fn start(
             inputs: req.inputs.clone().unwrap_or_default(),
             runtime: Map::new(),
         },
-        pins: Default::default(),
+        pins: pin_templates(&state, &workflow.definition).await?,
         request_fingerprint: key.as_ref().map(|_| fingerprint(&req)),
         idempotency_key: key,
         created_by: None,
@@ -433,7 +514,13 @@ pub async fn start(
             state.runtime.launch(run.clone()).await?;
             (StatusCode::ACCEPTED, run)
         }
-        Ok(CreatedRun::Existing(run)) => (StatusCode::OK, run),
+        Ok(CreatedRun::Existing(run)) => {
+            // The first request may have died between creating and launching the run.
+            if matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+                state.runtime.launch(run.clone()).await?;
+            }
+            (StatusCode::OK, run)
+        }
         Err(scaff_core::store::StoreError::Conflict(_)) => {
             return Err(ApiError::Conflict(
                 "this idempotency key was already used to start a different execution".into(),
@@ -498,9 +585,11 @@ pub async fn list(
 fn decode_run_cursor(key: &str) -> Result<RunCursor, ApiError> {
     let bad = || bad_request("`cursor` is not a cursor this listing issued");
     let (micros, id) = key.split_once('_').ok_or_else(bad)?;
+    // Years 1970–9999 only: anything else is no cursor we issued (and would overflow SQL).
     let created_at = micros
         .parse::<i64>()
         .ok()
+        .filter(|m| (0..=253_402_300_799_000_000).contains(m))
         .and_then(DateTime::<Utc>::from_timestamp_micros)
         .ok_or_else(bad)?;
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
@@ -658,6 +747,9 @@ pub async fn resume(
 ) -> Result<JsonBody<RunView>, ApiError> {
     let wait = state.wait_duration(req.wait_ms.or(query.wait_ms))?;
     let id = run_id(&id)?;
+    if let Some(inputs) = &req.inputs {
+        refuse_nul(&Json::Object(inputs.clone()), "inputs")?;
+    }
     let claims = state
         .tokens
         .verify(&req.resume_token)

@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
 use scaff_core::diag::{Diagnostic, Location, codes};
+use scaff_core::located::{Node, Value as LocatedValue};
 use scaff_core::store::{
-    NewWorkflowVersion, StoreError, WorkflowQuery, WorkflowSummary, WorkflowVersion,
+    NewWorkflowVersion, StoreError, TemplateStore, WorkflowQuery, WorkflowSummary, WorkflowVersion,
 };
-use scaff_core::workflow::{self, Workflow};
+use scaff_core::workflow::{self, StepKind, Workflow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -187,6 +188,87 @@ fn id_location(src: &str) -> Option<Location> {
     }
 }
 
+/// The diagnostic code for an `ai_generate` step whose `template_id` names no stored template
+/// (or version). Spelled here rather than in `scaff_core::diag::codes` because only the API,
+/// which can reach the store, can tell; clients match on it like on every other code.
+const TEMPLATE_UNKNOWN: &str = "template.unknown";
+
+/// Every `ai_generate` step's `template_id` must name a stored template, and the pinned
+/// version when it is written `id@v`; all that do not are reported at once.
+async fn check_templates(
+    templates: &dyn TemplateStore,
+    src: &str,
+    wf: &Workflow,
+) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    let mut root = None;
+    for (i, step) in wf.steps.iter().enumerate() {
+        let StepKind::AiGenerate(cfg) = &step.kind else {
+            continue;
+        };
+        let Some(r) = &cfg.template_id else { continue };
+        let missing = match r.version {
+            Some(v) => match templates.template_version(&r.id, v).await? {
+                Some(_) => None,
+                None => Some(match templates.latest_template(&r.id).await? {
+                    Some(latest) => format!(
+                        "template `{}` has no version {v}; the latest is {}",
+                        r.id, latest.version
+                    ),
+                    None => unknown_template(&r.id),
+                }),
+            },
+            None => match templates.latest_template(&r.id).await? {
+                Some(_) => None,
+                None => Some(unknown_template(&r.id)),
+            },
+        };
+        if let Some(message) = missing {
+            let root = root.get_or_insert_with(|| {
+                scaff_core::located::load(src, Default::default())
+                    .ok()
+                    .map(|(node, _)| node)
+            });
+            let loc = root
+                .as_ref()
+                .and_then(|n| template_id_location(n, i))
+                .unwrap_or(Location::new(1, 1));
+            problems.push(Diagnostic::new(
+                TEMPLATE_UNKNOWN,
+                format!("steps[{i}].config.template_id"),
+                loc,
+                message,
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
+}
+
+fn unknown_template(id: &str) -> String {
+    format!("template `{id}` does not exist; save it with POST /v1/templates first")
+}
+
+/// Where `steps[i].config.template_id`'s value is written in the posted text.
+fn template_id_location(root: &Node, i: usize) -> Option<Location> {
+    fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+        match &node.value {
+            LocatedValue::Map(entries) => {
+                entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+            }
+            _ => None,
+        }
+    }
+    let step = match &get(root, "steps")?.value {
+        LocatedValue::Seq(steps) => steps.get(i)?,
+        _ => return None,
+    };
+    Some(get(get(step, "config")?, "template_id")?.loc)
+}
+
 fn created(
     location: String,
     saved: WorkflowVersion,
@@ -218,6 +300,7 @@ pub async fn create_workflow(
     DefinitionSource(src): DefinitionSource,
 ) -> Result<(StatusCode, HeaderMap, Json<WorkflowResponse>), ApiError> {
     let wf = parse(&src)?;
+    check_templates(state.store.as_ref(), &src, &wf).await?;
     let id = wf
         .id
         .clone()
@@ -253,6 +336,7 @@ pub async fn add_version(
 ) -> Result<(StatusCode, HeaderMap, Json<WorkflowResponse>), ApiError> {
     let wf = parse(&src)?;
     check_id_matches(&src, &wf, &id)?;
+    check_templates(state.store.as_ref(), &src, &wf).await?;
     let saved = state
         .store
         .add_workflow_version(new_version(id, wf, src)?)
@@ -348,9 +432,11 @@ pub async fn get_version(
     )
 )]
 pub async fn validate_posted(
+    State(state): State<AppState>,
     DefinitionSource(src): DefinitionSource,
 ) -> Result<Json<ValidationResult>, ApiError> {
     let mut wf = parse(&src)?;
+    check_templates(state.store.as_ref(), &src, &wf).await?;
     // What would be saved: the author's `version` is an expectation, not part of it.
     wf.version = None;
     Ok(Json(ValidationResult {
@@ -390,6 +476,7 @@ pub async fn validate_stored(
     let src = posted.unwrap_or(stored.source);
     let wf = parse(&src)?;
     check_id_matches(&src, &wf, &id)?;
+    check_templates(state.store.as_ref(), &src, &wf).await?;
     // A candidate is checked as the next version would be saved, stated version included.
     if let Some(expected) = wf.version.filter(|v| candidate && *v != stored.version + 1) {
         return Err(StoreError::VersionMismatch {

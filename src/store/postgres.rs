@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaff_core::run::{EventRecord, Run, RunError, StepRecord};
 use scaff_core::store::{
-    Checkpoint, CreatedRun, Health, NewRun, NewWorkflowVersion, Page, RunCursor, RunQuery,
-    RunStore, SettingsStore, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
-    WorkflowVersion,
+    Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
+    RunCursor, RunQuery, RunStore, SettingsStore, StoreError, TemplateQuery, TemplateStore,
+    TemplateVersion, WorkflowQuery, WorkflowStore, WorkflowSummary, WorkflowVersion,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
@@ -16,11 +16,12 @@ use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::rows::{
-    EventRow, RunRow, StepRow, SummaryRow, VersionRow, create_run_error, event_columns, existing,
-    new_run, page, run_columns, run_page, runs, saved, step_columns,
+    EventRow, RunRow, StepRow, SummaryRow, TemplateRow, VersionRow, create_run_error,
+    event_columns, existing, new_run, page, run_columns, run_page, runs, saved, saved_template,
+    step_columns, template_columns, template_page,
 };
 use super::{
-    ConnectError, StoreOptions, VERSION_RACE_RETRIES, is_unique_violation, like_pattern,
+    ConnectError, StoreOptions, VERSION_RACE_RETRIES, is_unique_violation, like_pattern, micros,
     now_micros, unavailable,
 };
 
@@ -276,10 +277,10 @@ impl RunStore for PgStore {
             // waits for the first and then inserts nothing (and no events).
             let inserted: Option<Uuid> = sqlx::query_scalar(
                 "WITH ins AS ( \
-                   INSERT INTO runs (id, workflow_id, workflow_version, status, context, \
+                   INSERT INTO runs (id, workflow_id, workflow_version, status, context, pins, \
                      idempotency_key, request_fingerprint, version, step_seq, event_seq, \
                      created_by, created_at, updated_at) \
-                   VALUES ($1, $2, $3, 'queued', $4, $5, $6, 0, 0, $7, $8, $9, $9) \
+                   VALUES ($1, $2, $3, 'queued', $4, $16, $5, $6, 0, 0, $7, $8, $9, $9) \
                    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
                    RETURNING id \
                  ), ev AS ( \
@@ -306,6 +307,7 @@ impl RunStore for PgStore {
             .bind(&ev.actor)
             .bind(&ev.data)
             .bind(&ev.created_at)
+            .bind(Json(&run.pins))
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| create_run_error(e, &run))?;
@@ -380,7 +382,8 @@ impl RunStore for PgStore {
             "WITH upd AS ( \
                UPDATE runs SET status = $3, current_step = $4, context = $5, waiting = $6, \
                  error = $7, step_seq = $8, event_seq = $9, updated_at = $10, \
-                 finished_at = COALESCE($11, finished_at), version = version + 1 \
+                 finished_at = COALESCE($11, finished_at), step_state = $28, \
+                 version = version + 1 \
                WHERE id = $1 AND version = $2 \
                RETURNING id, version \
              ), st AS ( \
@@ -429,6 +432,7 @@ impl RunStore for PgStore {
         .bind(&ev.actor)
         .bind(&ev.data)
         .bind(&ev.created_at)
+        .bind(cp.step_state.as_ref().map(Json))
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -472,6 +476,96 @@ impl RunStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl TemplateStore for PgStore {
+    async fn save_template(&self, new: NewTemplateVersion) -> Result<TemplateVersion, StoreError> {
+        let new = NewTemplateVersion {
+            created_at: micros(new.created_at),
+            ..new
+        };
+        for _ in 0..VERSION_RACE_RETRIES {
+            // Two savers may read the same MAX(version); the primary key lets one win and the
+            // other retry with the next number.
+            let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+                "INSERT INTO templates (id, version, system, prompt, description, created_at, \
+                 created_by) \
+                 SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6 \
+                 FROM templates WHERE id = $1 \
+                 RETURNING version",
+            )
+            .bind(&new.id)
+            .bind(&new.system)
+            .bind(&new.prompt)
+            .bind(&new.description)
+            .bind(new.created_at)
+            .bind(&new.created_by)
+            .fetch_one(&self.pool)
+            .await;
+            match inserted {
+                Ok(version) => return Ok(saved_template(new, version)),
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "too many concurrent versions of template `{}`; try again",
+            new.id
+        )))
+    }
+
+    async fn latest_template(&self, id: &str) -> Result<Option<TemplateVersion>, StoreError> {
+        sqlx::query_as::<_, TemplateRow>(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM templates WHERE id = $1 ORDER BY version DESC LIMIT 1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|r| r.map(Into::into))
+        .map_err(unavailable)
+    }
+
+    async fn template_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<TemplateVersion>, StoreError> {
+        sqlx::query_as::<_, TemplateRow>(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM templates WHERE id = $1 AND version = $2"
+        ))
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|r| r.map(Into::into))
+        .map_err(unavailable)
+    }
+
+    async fn list_templates(
+        &self,
+        query: &TemplateQuery,
+    ) -> Result<Page<TemplateVersion>, StoreError> {
+        let limit = i64::from(query.limit.max(1));
+        let rows: Vec<TemplateRow> = sqlx::query_as(
+            // Byte order (`COLLATE "C"`), the same as the other stores, whatever the locale.
+            "SELECT t.id, t.version, t.system, t.prompt, t.description, t.created_at, \
+             t.created_by FROM templates t \
+             WHERE t.version = (SELECT MAX(m.version) FROM templates m WHERE m.id = t.id) \
+             AND ($1::TEXT IS NULL OR t.id > $1 COLLATE \"C\") \
+             ORDER BY t.id COLLATE \"C\" LIMIT $2",
+        )
+        .bind(&query.after_id)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(template_page(rows, limit as usize))
     }
 }
 

@@ -1,13 +1,15 @@
 //! Row shapes shared by both adapters (sqlx decodes them from either database) and their
 //! mapping to the port's records.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use scaff_core::run::{
     Context, EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, Waiting,
 };
 use scaff_core::store::{
-    CreatedRun, NewRun, NewWorkflowVersion, Page, RunCursor, StoreError, WorkflowSummary,
-    WorkflowVersion,
+    CreatedRun, NewRun, NewTemplateVersion, NewWorkflowVersion, Page, RunCursor, StoreError,
+    TemplateVersion, WorkflowSummary, WorkflowVersion,
 };
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -99,12 +101,74 @@ pub(super) fn page(mut rows: Vec<SummaryRow>, limit: usize) -> Page<WorkflowSumm
     }
 }
 
+/// A `templates` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct TemplateRow {
+    id: String,
+    version: i64,
+    system: Option<String>,
+    prompt: String,
+    description: Option<String>,
+    created_at: DateTime<Utc>,
+    created_by: Option<String>,
+}
+
+impl From<TemplateRow> for TemplateVersion {
+    fn from(r: TemplateRow) -> Self {
+        TemplateVersion {
+            id: r.id,
+            version: r.version,
+            system: r.system,
+            prompt: r.prompt,
+            description: r.description,
+            created_at: r.created_at,
+            created_by: r.created_by,
+        }
+    }
+}
+
+/// The `templates` columns [`TemplateRow`] reads.
+macro_rules! template_columns {
+    () => {
+        "id, version, system, prompt, description, created_at, created_by"
+    };
+}
+pub(super) use template_columns;
+
+/// The record of a template version just inserted.
+pub(super) fn saved_template(new: NewTemplateVersion, version: i64) -> TemplateVersion {
+    TemplateVersion {
+        id: new.id,
+        version,
+        system: new.system,
+        prompt: new.prompt,
+        description: new.description,
+        created_at: new.created_at,
+        created_by: new.created_by,
+    }
+}
+
+/// Turns `limit + 1` fetched template rows into a page and its continuation key.
+pub(super) fn template_page(mut rows: Vec<TemplateRow>, limit: usize) -> Page<TemplateVersion> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_after = if more {
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_after,
+    }
+}
+
 /// The `runs` columns every run query selects, in [`RunRow`]'s order.
 macro_rules! run_columns {
     () => {
         "id, workflow_id, workflow_version, status, current_step, context, waiting, error, \
-         version, step_seq, event_seq, idempotency_key, request_fingerprint, created_by, \
-         created_at, updated_at, finished_at"
+         step_state, pins, version, step_seq, event_seq, idempotency_key, request_fingerprint, \
+         created_by, created_at, updated_at, finished_at"
     };
 }
 pub(super) use run_columns;
@@ -141,6 +205,8 @@ pub(super) struct RunRow<Id> {
     context: Json<Context>,
     waiting: Option<Json<Waiting>>,
     error: Option<Json<RunError>>,
+    step_state: Option<Json<serde_json::Value>>,
+    pins: Json<BTreeMap<String, i64>>,
     version: i64,
     step_seq: i32,
     event_seq: i32,
@@ -168,6 +234,8 @@ impl<Id: Into<Uuid>> TryFrom<RunRow<Id>> for Run {
             context: r.context.0,
             waiting: r.waiting.map(|w| w.0),
             error: r.error.map(|e| e.0),
+            step_state: r.step_state.map(|s| s.0),
+            pins: r.pins.0,
             version: r.version,
             step_seq: r.step_seq,
             event_seq: r.event_seq,
@@ -212,6 +280,8 @@ pub(super) fn new_run(new: NewRun) -> (Run, Vec<EventRecord>) {
         context: new.context,
         waiting: None,
         error: None,
+        step_state: None,
+        pins: new.pins,
         version: 0,
         step_seq: 0,
         event_seq: i32::try_from(new.events.len()).unwrap_or(i32::MAX),

@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use scaff_core::run::{EventRecord, Run, StepRecord};
 use scaff_core::store::{
-    Checkpoint, CreatedRun, Health, NewRun, NewWorkflowVersion, Page, RunCursor, RunQuery,
-    RunStore, SettingsStore, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
-    WorkflowVersion,
+    Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
+    RunCursor, RunQuery, RunStore, SettingsStore, StoreError, TemplateQuery, TemplateStore,
+    TemplateVersion, WorkflowQuery, WorkflowStore, WorkflowSummary, WorkflowVersion,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -26,11 +26,12 @@ use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
 use super::rows::{
-    EventRow, RunRow, StepRow, SummaryRow, VersionRow, create_run_error, event_columns, existing,
-    new_run, page, run_columns, run_page, runs, saved, step_columns,
+    EventRow, RunRow, StepRow, SummaryRow, TemplateRow, VersionRow, create_run_error,
+    event_columns, existing, new_run, page, run_columns, run_page, runs, saved, saved_template,
+    step_columns, template_columns, template_page,
 };
 use super::{
-    ConnectError, StoreOptions, is_unique_violation, like_pattern, now_micros, unavailable,
+    ConnectError, StoreOptions, is_unique_violation, like_pattern, micros, now_micros, unavailable,
 };
 
 /// SQLite-backed store.
@@ -43,6 +44,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The reader pool (for queries defined in sibling modules).
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
     /// Opens (creating if missing) and migrates, when asked.
     pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Self, ConnectError> {
         let options = SqliteConnectOptions::from_str(url)
@@ -271,10 +277,10 @@ impl RunStore for SqliteStore {
         // The unique index on idempotency_key decides; on the one writer connection a second
         // create with the key finds the first committed and inserts nothing.
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO runs (id, workflow_id, workflow_version, status, context, \
+            "INSERT INTO runs (id, workflow_id, workflow_version, status, context, pins, \
              idempotency_key, request_fingerprint, version, step_seq, event_seq, created_by, \
              created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, 0, 0, ?7, ?8, ?9, ?9) \
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?10, ?5, ?6, 0, 0, ?7, ?8, ?9, ?9) \
              ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
              RETURNING 1",
         )
@@ -287,6 +293,7 @@ impl RunStore for SqliteStore {
         .bind(run.event_seq)
         .bind(&run.created_by)
         .bind(ts(run.created_at))
+        .bind(Json(&run.pins))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| create_run_error(e, &run))?;
@@ -358,7 +365,8 @@ impl RunStore for SqliteStore {
         let version: Option<i64> = sqlx::query_scalar(
             "UPDATE runs SET status = ?3, current_step = ?4, context = ?5, waiting = ?6, \
              error = ?7, step_seq = ?8, event_seq = ?9, updated_at = ?10, \
-             finished_at = COALESCE(?11, finished_at), version = version + 1 \
+             finished_at = COALESCE(?11, finished_at), step_state = ?12, \
+             version = version + 1 \
              WHERE id = ?1 AND version = ?2 \
              RETURNING version",
         )
@@ -373,6 +381,7 @@ impl RunStore for SqliteStore {
         .bind(cp.event_seq)
         .bind(ts(cp.at))
         .bind(cp.finished_at.map(ts))
+        .bind(cp.step_state.as_ref().map(Json))
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -444,6 +453,85 @@ impl SqliteStore {
         .map_err(unavailable)?
         .map(Run::try_from)
         .transpose()
+    }
+}
+
+#[async_trait]
+impl TemplateStore for SqliteStore {
+    async fn save_template(&self, new: NewTemplateVersion) -> Result<TemplateVersion, StoreError> {
+        let new = NewTemplateVersion {
+            created_at: micros(new.created_at),
+            ..new
+        };
+        // One writer connection: the MAX() and the INSERT cannot interleave with another write.
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO templates (id, version, system, prompt, description, created_at, \
+             created_by) \
+             SELECT ?1, COALESCE(MAX(version), 0) + 1, ?2, ?3, ?4, ?5, ?6 \
+             FROM templates WHERE id = ?1 \
+             RETURNING version",
+        )
+        .bind(&new.id)
+        .bind(&new.system)
+        .bind(&new.prompt)
+        .bind(&new.description)
+        .bind(ts(new.created_at))
+        .bind(&new.created_by)
+        .fetch_one(&self.write)
+        .await
+        .map_err(unavailable)?;
+        Ok(saved_template(new, version))
+    }
+
+    async fn latest_template(&self, id: &str) -> Result<Option<TemplateVersion>, StoreError> {
+        sqlx::query_as::<_, TemplateRow>(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM templates WHERE id = ?1 ORDER BY version DESC LIMIT 1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map(|r| r.map(Into::into))
+        .map_err(unavailable)
+    }
+
+    async fn template_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<TemplateVersion>, StoreError> {
+        sqlx::query_as::<_, TemplateRow>(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM templates WHERE id = ?1 AND version = ?2"
+        ))
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&self.read)
+        .await
+        .map(|r| r.map(Into::into))
+        .map_err(unavailable)
+    }
+
+    async fn list_templates(
+        &self,
+        query: &TemplateQuery,
+    ) -> Result<Page<TemplateVersion>, StoreError> {
+        let limit = i64::from(query.limit.max(1));
+        let rows: Vec<TemplateRow> = sqlx::query_as(
+            "SELECT t.id, t.version, t.system, t.prompt, t.description, t.created_at, \
+             t.created_by FROM templates t \
+             WHERE t.version = (SELECT MAX(m.version) FROM templates m WHERE m.id = t.id) \
+             AND (?1 IS NULL OR t.id > ?1) \
+             ORDER BY t.id LIMIT ?2",
+        )
+        .bind(&query.after_id)
+        .bind(limit + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        Ok(template_page(rows, limit as usize))
     }
 }
 

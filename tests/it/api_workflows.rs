@@ -31,6 +31,7 @@ async fn list_ids(app: &TestApp) -> Vec<String> {
 
 async fn every_example_saves_as_version_one(db: &TestDb) {
     let app = TestApp::new(db).await;
+    crate::api_templates::seed_example_templates(&app).await;
     for name in EXAMPLES {
         let yaml = example(name);
         let reply = app.post_yaml("/v1/workflows", &yaml).await;
@@ -272,6 +273,7 @@ async fn bodies_over_the_limit_get_413(db: &TestDb) {
 
 async fn listing_filters_and_pages_with_cursors(db: &TestDb) {
     let app = TestApp::new(db).await;
+    crate::api_templates::seed_example_templates(&app).await;
     for name in EXAMPLES {
         assert_eq!(
             app.post_yaml("/v1/workflows", &example(name)).await.status,

@@ -257,7 +257,14 @@ async fn migrate_prepares_a_database_and_exits() {
     .expect("tables");
     assert_eq!(
         tables,
-        ["events", "run_steps", "runs", "settings", "workflows"]
+        [
+            "events",
+            "run_steps",
+            "runs",
+            "settings",
+            "templates",
+            "workflows"
+        ]
     );
 
     if let Some(db) = TestDb::postgres().await {

@@ -1,5 +1,5 @@
-//! The store contract: the same bodies run against SQLite and PostgreSQL (and, for runs and
-//! settings, the in-memory reference store too).
+//! The store contract: the same bodies run against SQLite and PostgreSQL (and, for runs,
+//! templates and settings, the in-memory reference store too).
 
 use std::sync::Arc;
 
@@ -231,7 +231,7 @@ on_both_stores!(
 
 /// The run and settings capabilities, on SQLite, PostgreSQL and the in-memory reference store.
 mod runs {
-    use std::collections::HashSet;
+    use std::collections::{BTreeMap, HashSet};
     use std::sync::Arc;
 
     use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -283,6 +283,7 @@ mod runs {
             workflow_id: workflow_id.to_string(),
             workflow_version: 1,
             context: context(),
+            pins: BTreeMap::new(),
             idempotency_key: None,
             request_fingerprint: None,
             created_by: Some("key:ci".into()),
@@ -311,6 +312,7 @@ mod runs {
             status,
             current_step: run.current_step.clone(),
             context: run.context.clone(),
+            step_state: run.step_state.clone(),
             waiting: None,
             error: None,
             steps: vec![],
@@ -349,6 +351,10 @@ mod runs {
         let s = with_workflows(db, &["wf"]).await;
         let at = SystemClock.now();
         let mut new = keyed("key-1", "fp-1", at);
+        new.pins = BTreeMap::from([
+            ("blog_draft".to_string(), 1),
+            ("blog_outline".to_string(), 3),
+        ]);
         new.events.push(EventRecord {
             step_id: Some("first".into()),
             actor: None,
@@ -367,6 +373,11 @@ mod runs {
             context: context(),
             waiting: None,
             error: None,
+            step_state: None,
+            pins: BTreeMap::from([
+                ("blog_draft".to_string(), 1),
+                ("blog_outline".to_string(), 3),
+            ]),
             version: 0,
             step_seq: 0,
             event_seq: 2,
@@ -522,6 +533,8 @@ mod runs {
         };
         let mut ctx = context();
         ctx.runtime = obj(json!({"title": "Hello", "score": 0.5}));
+        let step_state =
+            json!({"attempt": 2, "messages": [{"role": "user", "text": "Hi ✓"}], "none": null});
         let step1 = StepRecord {
             seq: 1,
             step_id: "collect".into(),
@@ -552,6 +565,7 @@ mod runs {
             status: RunStatus::Waiting,
             current_step: Some("approve".into()),
             context: ctx.clone(),
+            step_state: Some(step_state.clone()),
             waiting: Some(waiting.clone()),
             error: None,
             steps: vec![step1.clone(), step2.clone()],
@@ -579,6 +593,7 @@ mod runs {
                 status: RunStatus::Waiting,
                 current_step: Some("approve".into()),
                 context: ctx.clone(),
+                step_state: Some(step_state),
                 waiting: Some(waiting),
                 version: 2,
                 step_seq: 2,
@@ -612,6 +627,8 @@ mod runs {
             status: RunStatus::Failed,
             current_step: None,
             context: ctx.clone(),
+            // The step ended: its kept progress is cleared.
+            step_state: None,
             waiting: None,
             error: Some(error.clone()),
             steps: vec![step3.clone()],
@@ -639,6 +656,7 @@ mod runs {
                 status: RunStatus::Failed,
                 current_step: None,
                 context: ctx,
+                step_state: None,
                 waiting: None,
                 error: Some(error),
                 version: 4,
@@ -962,6 +980,47 @@ mod runs {
         );
     }
 
+    async fn step_state_is_kept_between_checkpoints_until_cleared(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let run = created(&s, new_run("wf", t0)).await;
+        assert_eq!(run.step_state, None);
+        assert!(run.pins.is_empty(), "no pins by default");
+
+        let kept = json!({"attempt": 1, "errors": [{"path": "/title", "message": "too short"}]});
+        let mut cp = checkpoint(&run, 0, RunStatus::Running, t0);
+        cp.current_step = Some("generate".into());
+        cp.step_state = Some(kept.clone());
+        assert_eq!(s.checkpoint(&cp).await.expect("set"), 1);
+        let read = s.get_run(run.id).await.expect("get").expect("exists");
+        assert_eq!(read.step_state, Some(kept.clone()));
+
+        // A checkpoint carrying the same state keeps it; listing reads it too.
+        assert_eq!(
+            s.checkpoint(&checkpoint(&read, 1, RunStatus::Running, t0))
+                .await
+                .expect("keep"),
+            2
+        );
+        let listed = s
+            .list_runs(&RunQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(listed.items.len(), 1);
+        assert_eq!(listed.items[0].step_state, Some(kept));
+        assert!(listed.items[0].pins.is_empty());
+
+        let mut cp = checkpoint(&read, 2, RunStatus::Running, t0);
+        cp.step_state = None;
+        assert_eq!(s.checkpoint(&cp).await.expect("clear"), 3);
+        let read = s.get_run(run.id).await.expect("get").expect("exists");
+        assert_eq!(read.step_state, None, "None clears the kept state");
+        assert_eq!(read.version, 3);
+    }
+
     async fn settings_keep_the_first_value(db: &TestDb) {
         let s = &db.store;
         assert_eq!(s.setting_or_insert("secret", "a").await.expect("set"), "a");
@@ -1001,8 +1060,179 @@ mod runs {
         concurrent_checkpoints_at_one_version_let_one_win,
         listing_runs_pages_newest_first_with_filters,
         unfinished_runs_are_queued_or_running_oldest_first,
+        step_state_is_kept_between_checkpoints_until_cleared,
         settings_keep_the_first_value,
         concurrent_settings_agree_on_one_value,
+    );
+}
+
+/// Prompt templates, on SQLite, PostgreSQL and the in-memory reference store.
+mod templates {
+    use std::sync::Arc;
+
+    use chrono::{Duration, SubsecRound, Utc};
+    use scaff_core::store::{NewTemplateVersion, Store, TemplateQuery};
+
+    use crate::on_all_stores;
+    use crate::support::TestDb;
+
+    fn new(id: &str, prompt: &str) -> NewTemplateVersion {
+        NewTemplateVersion {
+            id: id.to_string(),
+            system: Some("You are terse. ✓".into()),
+            prompt: prompt.to_string(),
+            description: Some("about it".into()),
+            created_by: Some("tester".into()),
+            created_at: Utc::now().trunc_subsecs(6),
+        }
+    }
+
+    async fn template_versions_count_up_per_id(db: &TestDb) {
+        let s = &db.store;
+        let first = new("outline", "Outline {{ topic }}\n");
+        let v1 = s.save_template(first.clone()).await.expect("v1");
+        assert_eq!(
+            (v1.id.as_str(), v1.version, v1.prompt.as_str()),
+            ("outline", 1, "Outline {{ topic }}\n")
+        );
+        assert_eq!(v1.system, first.system);
+        assert_eq!(v1.description, first.description);
+        assert_eq!(v1.created_by.as_deref(), Some("tester"));
+        assert_eq!(v1.created_at, first.created_at);
+
+        let mut bare = new("outline", "Second");
+        bare.system = None;
+        bare.description = None;
+        bare.created_by = None;
+        bare.created_at += Duration::seconds(1);
+        let v2 = s.save_template(bare).await.expect("v2");
+        assert_eq!(v2.version, 2);
+        let other = s
+            .save_template(new("draft", "Draft"))
+            .await
+            .expect("other id");
+        assert_eq!(other.version, 1, "numbering is per id");
+
+        assert_eq!(
+            s.latest_template("outline").await.expect("read"),
+            Some(v2.clone())
+        );
+        assert_eq!(
+            s.template_version("outline", 1).await.expect("read"),
+            Some(v1)
+        );
+        assert_eq!(
+            s.template_version("outline", 2).await.expect("read"),
+            Some(v2)
+        );
+        assert_eq!(s.template_version("outline", 3).await.expect("read"), None);
+        assert_eq!(s.template_version("nope", 1).await.expect("read"), None);
+        assert_eq!(s.latest_template("nope").await.expect("read"), None);
+        assert_eq!(s.latest_template("draft").await.expect("read"), Some(other));
+    }
+
+    async fn concurrent_template_saves_get_consecutive_versions(db: &TestDb) {
+        let s: Arc<dyn Store> = db.store.clone();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.save_template(new("busy", &format!("p{i}"))).await })
+            })
+            .collect();
+        let mut saved = Vec::new();
+        for t in tasks {
+            saved.push(t.await.expect("join").expect("saved"));
+        }
+        let mut versions: Vec<i64> = saved.iter().map(|t| t.version).collect();
+        versions.sort_unstable();
+        assert_eq!(versions, (1..=16).collect::<Vec<i64>>());
+        for t in saved {
+            assert_eq!(
+                s.template_version("busy", t.version).await.expect("read"),
+                Some(t),
+                "each saver got the version its text was stored under"
+            );
+        }
+        assert_eq!(
+            s.latest_template("busy")
+                .await
+                .expect("read")
+                .map(|t| t.version),
+            Some(16)
+        );
+    }
+
+    async fn listing_templates_pages_through_latest_versions_by_id(db: &TestDb) {
+        let s = &db.store;
+        for id in ["e", "a", "d", "b", "c", "B", "a-1", "a_1"] {
+            s.save_template(new(id, &format!("{id} v1")))
+                .await
+                .expect("save");
+        }
+        s.save_template(new("b", "b v2")).await.expect("v2");
+        s.save_template(new("b", "b v3")).await.expect("v3");
+        let mut query = TemplateQuery {
+            after_id: None,
+            limit: 3,
+        };
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = s.list_templates(&query).await.expect("list");
+            pages += 1;
+            assert!(page.items.len() <= 3);
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|t| (t.id.clone(), t.version, t.prompt.clone())),
+            );
+            match page.next_after {
+                Some(after) => query.after_id = Some(after),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        let expected: Vec<(String, i64, String)> = [
+            ("B", 1, "B v1"),
+            ("a", 1, "a v1"),
+            ("a-1", 1, "a-1 v1"),
+            ("a_1", 1, "a_1 v1"),
+            ("b", 3, "b v3"),
+            ("c", 1, "c v1"),
+            ("d", 1, "d v1"),
+            ("e", 1, "e v1"),
+        ]
+        .iter()
+        .map(|(i, v, p)| (i.to_string(), *v, p.to_string()))
+        .collect();
+        assert_eq!(seen, expected, "latest versions, in byte order of id");
+
+        let exact = s
+            .list_templates(&TemplateQuery {
+                after_id: None,
+                limit: 8,
+            })
+            .await
+            .expect("list");
+        assert_eq!(exact.items.len(), 8);
+        assert_eq!(
+            exact.next_after, None,
+            "a full last page has no continuation"
+        );
+        let empty = s
+            .list_templates(&TemplateQuery {
+                after_id: Some("e".into()),
+                limit: 5,
+            })
+            .await
+            .expect("list");
+        assert!(empty.items.is_empty() && empty.next_after.is_none());
+    }
+
+    on_all_stores!(
+        template_versions_count_up_per_id,
+        concurrent_template_saves_get_consecutive_versions,
+        listing_templates_pages_through_latest_versions_by_id,
     );
 }
 
@@ -1068,6 +1298,7 @@ mod corrupt_rows {
                 workflow_id: "wf".into(),
                 workflow_version: 1,
                 context: Default::default(),
+                pins: Default::default(),
                 idempotency_key: None,
                 request_fingerprint: None,
                 created_by: None,

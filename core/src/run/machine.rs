@@ -9,12 +9,16 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json, json};
 
-use super::step::{CompiledWorkflow, StepOutcome, failure};
+use super::step::{CompiledWorkflow, StepEvent, StepOutcome, failure};
 use super::{
     EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, Waiting, WaitingInput, events,
 };
 use crate::store::Checkpoint;
 use crate::workflow::field::{FieldError, resolve_inputs};
+
+/// The most steps one run may execute: a workflow with `allow_cycles` whose loop never exits
+/// fails with `run.step_limit` instead of running forever.
+pub const MAX_STEPS: i32 = 10_000;
 
 /// Something that happened to a run.
 #[derive(Debug, Clone)]
@@ -31,6 +35,8 @@ pub enum Input {
         started_at: DateTime<Utc>,
         /// How it ended.
         outcome: StepOutcome,
+        /// Events the step reported (recorded before the step's own events).
+        events: Vec<StepEvent>,
     },
     /// A person submitted the form the run waits on.
     Submit {
@@ -217,6 +223,7 @@ impl Machine<'_> {
                 attempt,
                 started_at,
                 outcome,
+                events: reported,
             } => {
                 if run.status != RunStatus::Running || run.current_step.as_deref() != Some(&step_id)
                 {
@@ -226,6 +233,19 @@ impl Machine<'_> {
                         effects: Vec::new(),
                         pending_events: draft.events,
                     });
+                }
+                for e in reported {
+                    draft.event(&e.kind, Some(&step_id), None, e.data);
+                }
+                if let StepOutcome::Continue { state } = outcome {
+                    draft.run.step_state = Some(state);
+                    return Ok(draft.commit(
+                        expected,
+                        Effect::RunStep {
+                            step_id,
+                            attempt: attempt + 1,
+                        },
+                    ));
                 }
                 let step_type = step_type(self.workflow, &step_id);
                 Ok(finish_step(
@@ -446,6 +466,31 @@ fn finish_step(
     // Whatever the step kept between attempts ends with it.
     draft.run.step_state = None;
     match outcome {
+        StepOutcome::Done { updates, .. } if super::find_nul_in(&updates).is_some() => {
+            let at = super::find_nul_in(&updates).unwrap_or_default();
+            let error = RunError {
+                code: "step.invalid_output".into(),
+                message: format!("the step's output holds a NUL character (U+0000) at `{at}`"),
+                step_id: Some(step.step_id.to_string()),
+            };
+            draft.step_record(
+                step.step_id,
+                step.step_type,
+                step.attempt,
+                StepStatus::Failed,
+                step.input,
+                None,
+                Some(error.clone()),
+                step.started_at,
+            );
+            draft.event(
+                events::STEP_FAILED,
+                Some(step.step_id),
+                None,
+                json!({"error": error}),
+            );
+            fail_run(draft, expected, error)
+        }
         StepOutcome::Done {
             output,
             updates,
@@ -470,6 +515,16 @@ fn finish_step(
                 json!({"duration_ms": duration_ms}),
             );
             match next {
+                Some(_) if draft.run.step_seq >= MAX_STEPS => {
+                    let error = RunError {
+                        code: "run.step_limit".into(),
+                        message: format!(
+                            "the run executed {MAX_STEPS} steps; a loop that never ends is assumed"
+                        ),
+                        step_id: Some(step.step_id.to_string()),
+                    };
+                    fail_run(draft, expected, error)
+                }
                 Some(next) if wf.def.step(&next).is_some() => {
                     draft.run.current_step = Some(next.clone());
                     draft.event(
@@ -523,6 +578,15 @@ fn finish_step(
                 json!({"kind": kind}),
             );
             draft.commit(expected, Effect::Passivate)
+        }
+        StepOutcome::Continue { .. } => {
+            // Handled before a step is finished; reaching here is a machine bug.
+            let error = RunError {
+                code: failure::DEFINITION.into(),
+                message: "internal: an unfinished step was treated as finished".into(),
+                step_id: Some(step.step_id.to_string()),
+            };
+            fail_run(draft, expected, error)
         }
         StepOutcome::Failed(error) => {
             draft.step_record(

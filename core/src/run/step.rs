@@ -32,6 +32,11 @@ pub enum CompiledStep {
     },
     /// Waits for approvers.
     Approval,
+    /// Asks a model; the answer is held to the compiled schema.
+    AiGenerate {
+        /// The step's `json_schema`, compiled once.
+        schema: std::sync::Arc<crate::ai::SchemaCheck>,
+    },
     /// Needs an executor that is not part of this build yet (`ai_generate`, `api_call`).
     External,
 }
@@ -70,7 +75,13 @@ impl CompiledWorkflow {
             let compiled = match &step.kind {
                 StepKind::Form(_) => CompiledStep::Form,
                 StepKind::Approval(_) => CompiledStep::Approval,
-                StepKind::AiGenerate(_) | StepKind::ApiCall(_) => CompiledStep::External,
+                StepKind::AiGenerate(ai) => CompiledStep::AiGenerate {
+                    schema: std::sync::Arc::new(
+                        crate::ai::SchemaCheck::compile(&ai.json_schema)
+                            .map_err(|e| format!("step `{}`: json_schema: {e}", step.id))?,
+                    ),
+                },
+                StepKind::ApiCall(_) => CompiledStep::External,
                 StepKind::Conditional(c) => CompiledStep::Conditional {
                     branches: c
                         .branches
@@ -123,6 +134,21 @@ pub enum StepOutcome {
     Wait(WaitingInput),
     /// The step failed; the run fails with it.
     Failed(RunError),
+    /// The step made progress worth keeping (an AI attempt that must be retried): checkpoint
+    /// `state` as the run's step state and execute the step again.
+    Continue {
+        /// What the next attempt starts from.
+        state: Json,
+    },
+}
+
+/// An event a step reports along with its outcome (e.g. `ai.request`, `ai.response`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepEvent {
+    /// Event name.
+    pub kind: String,
+    /// Details.
+    pub data: Json,
 }
 
 /// Executes a step that needs no I/O. Steps of other types fail with `step.not_executable`.

@@ -1,22 +1,25 @@
 //! An in-memory store: the reference behaviour of the port, used by the actor runtime's tests
 //! and run through the same contract suite as the databases. Not durable, by design.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    Checkpoint, CreatedRun, Health, NewRun, NewWorkflowVersion, Page, RunCursor, RunQuery,
-    RunStore, SettingsStore, StoreError, WorkflowQuery, WorkflowStore, WorkflowSummary,
-    WorkflowVersion,
+    Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
+    RunCursor, RunQuery, RunStore, SettingsStore, StoreError, TemplateQuery, TemplateStore,
+    TemplateVersion, UsageGroup, UsageQuery, UsageRow, UsageStore, WorkflowQuery, WorkflowStore,
+    WorkflowSummary, WorkflowVersion,
 };
 use crate::run::{EventRecord, Run, RunStatus, StepRecord};
 
 #[derive(Default)]
 struct Inner {
     workflows: Vec<WorkflowVersion>,
+    /// Template id → its versions, oldest first (version n at index n - 1).
+    templates: BTreeMap<String, Vec<TemplateVersion>>,
     runs: HashMap<Uuid, Run>,
     steps: HashMap<Uuid, Vec<StepRecord>>,
     events: HashMap<Uuid, Vec<EventRecord>>,
@@ -323,6 +326,71 @@ impl RunStore for MemoryStore {
 }
 
 #[async_trait]
+impl TemplateStore for MemoryStore {
+    async fn save_template(&self, new: NewTemplateVersion) -> Result<TemplateVersion, StoreError> {
+        use chrono::SubsecRound;
+        let mut inner = self.lock();
+        let versions = inner.templates.entry(new.id.clone()).or_default();
+        let saved = TemplateVersion {
+            id: new.id,
+            version: versions.len() as i64 + 1,
+            system: new.system,
+            prompt: new.prompt,
+            description: new.description,
+            // What the databases keep, so every store returns the same record.
+            created_at: new.created_at.trunc_subsecs(6),
+            created_by: new.created_by,
+        };
+        versions.push(saved.clone());
+        Ok(saved)
+    }
+
+    async fn latest_template(&self, id: &str) -> Result<Option<TemplateVersion>, StoreError> {
+        Ok(self
+            .lock()
+            .templates
+            .get(id)
+            .and_then(|v| v.last())
+            .cloned())
+    }
+
+    async fn template_version(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<TemplateVersion>, StoreError> {
+        Ok(self
+            .lock()
+            .templates
+            .get(id)
+            .and_then(|v| v.iter().find(|t| t.version == version))
+            .cloned())
+    }
+
+    async fn list_templates(
+        &self,
+        query: &TemplateQuery,
+    ) -> Result<Page<TemplateVersion>, StoreError> {
+        use std::ops::Bound;
+        let inner = self.lock();
+        let after = match &query.after_id {
+            Some(a) => Bound::Excluded(a.clone()),
+            None => Bound::Unbounded,
+        };
+        let limit = query.limit.max(1) as usize;
+        let mut items: Vec<TemplateVersion> = inner
+            .templates
+            .range((after, Bound::Unbounded))
+            .filter_map(|(_, v)| v.last().cloned())
+            .take(limit + 1)
+            .collect();
+        let next_after = (items.len() > limit).then(|| items[limit - 1].id.clone());
+        items.truncate(limit);
+        Ok(Page { items, next_after })
+    }
+}
+
+#[async_trait]
 impl SettingsStore for MemoryStore {
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         Ok(self
@@ -331,6 +399,63 @@ impl SettingsStore for MemoryStore {
             .entry(key.to_string())
             .or_insert_with(|| value.to_string())
             .clone())
+    }
+}
+
+#[async_trait]
+impl UsageStore for MemoryStore {
+    async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
+        let inner = self.lock();
+        let mut totals: BTreeMap<String, UsageRow> = BTreeMap::new();
+        for (run_id, events) in &inner.events {
+            let Some(run) = inner.runs.get(run_id) else {
+                continue;
+            };
+            if q.workflow_id
+                .as_ref()
+                .is_some_and(|w| &run.workflow_id != w)
+            {
+                continue;
+            }
+            for e in events.iter().filter(|e| e.kind == "ai.response") {
+                if q.from.is_some_and(|f| e.created_at < f)
+                    || q.to.is_some_and(|t| e.created_at >= t)
+                {
+                    continue;
+                }
+                let field = |name: &str, missing: &str| {
+                    e.data
+                        .get(name)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(missing)
+                        .to_string()
+                };
+                let key = match q.group_by {
+                    UsageGroup::Workflow => run.workflow_id.clone(),
+                    UsageGroup::Template => field("template_id", "(inline)"),
+                    UsageGroup::Provider => field("provider", "(unknown)"),
+                    UsageGroup::Model => field("model", "(unknown)"),
+                };
+                let row = totals.entry(key.clone()).or_insert(UsageRow {
+                    key,
+                    calls: 0,
+                    tokens_prompt: 0,
+                    tokens_output: 0,
+                });
+                row.calls += 1;
+                row.tokens_prompt += e
+                    .data
+                    .get("tokens_prompt")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0);
+                row.tokens_output += e
+                    .data
+                    .get("tokens_output")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0);
+            }
+        }
+        Ok(totals.into_values().collect())
     }
 }
 

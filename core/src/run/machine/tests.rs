@@ -120,6 +120,7 @@ impl Live {
                                 attempt,
                                 started_at: now,
                                 outcome,
+                                events: Vec::new(),
                             },
                             now,
                         )
@@ -417,6 +418,7 @@ fn cancel_during_a_step_discards_its_result() {
                 attempt: 1,
                 started_at: t(3),
                 outcome: late,
+                events: Vec::new(),
             },
             t(5),
         )
@@ -521,6 +523,7 @@ fn durations_come_from_the_clock_given() {
             attempt: 1,
             started_at: t(0),
             outcome,
+            events: Vec::new(),
         },
         t(0) + Duration::milliseconds(1500),
     )
@@ -532,4 +535,17 @@ fn durations_come_from_the_clock_given() {
         .find(|e| e.kind == "step.completed")
         .expect("event");
     assert_eq!(completed.data["duration_ms"], 1500);
+}
+
+#[test]
+fn a_loop_that_never_exits_fails_at_the_step_limit() {
+    let wf = compiled(
+        "name: t\nstart_step: a\nallow_cycles: true\nsteps:\n  - {id: a, type: set, config: {values: {x: '1'}}, next: b}\n  - {id: b, type: conditional, config: {when: 'runtime.x == 1', then: a, else: a}}\n",
+    );
+    let mut live = Live::new();
+    let effects = live.apply(&wf, Input::Drive, t(1)).expect("drive");
+    assert!(matches!(live.settle(&wf, effects, t(2)), Effect::Stop));
+    let error = live.run.error.clone().expect("failed");
+    assert_eq!(error.code, "run.step_limit");
+    assert_eq!(live.run.step_seq, MAX_STEPS);
 }
