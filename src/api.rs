@@ -11,6 +11,7 @@ pub mod executions;
 pub mod extract;
 pub mod json;
 pub mod ops;
+pub mod secrets;
 pub mod templates;
 pub mod usage;
 pub mod workflows;
@@ -66,6 +67,15 @@ pub struct AppState {
     pub max_wait: Duration,
     /// The OpenAPI document as YAML, rendered once.
     pub openapi_yaml: Arc<str>,
+    /// Secrets: sealed into the store, opened for steps.
+    pub secrets: Arc<crate::secrets::SecretsService>,
+}
+
+impl AppState {
+    /// The decrypted secrets, as steps read them (`{{ secrets.<name> }}`).
+    pub fn secret_values(&self) -> Arc<dyn scaff_core::http::SecretValues> {
+        self.secrets.clone()
+    }
 }
 
 /// Top-level facts of the OpenAPI document; the paths come from the routes.
@@ -82,6 +92,7 @@ pub struct AppState {
         (name = "executions", description = "Runs of workflows: start, read, resume, cancel"),
         (name = "usage", description = "AI calls and tokens, summed"),
         (name = "templates", description = "Versioned prompt templates for ai_generate steps"),
+        (name = "secrets", description = "Values encrypted at rest that templates reach as `secrets.<name>`; never returned"),
         (name = "operations", description = "Health, readiness and the API description")
     )
 )]
@@ -112,6 +123,8 @@ fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(templates::get_template))
         .routes(routes!(templates::get_template_version))
+        .routes(routes!(secrets::put_secret, secrets::list_secrets))
+        .routes(routes!(secrets::delete_secret))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
 }

@@ -39,6 +39,121 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the OpenAPI document the server serves.
     Openapi,
+    /// Manage secrets and their master key.
+    Secrets(SecretsArgs),
+}
+
+/// Where the master key that seals secrets comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsKeyArgs {
+    /// The master key of secrets: base64 of 32 random bytes (`openssl rand -base64 32`).
+    /// When unset, the key file is used.
+    #[arg(long, env = "SCAFF_SECRETS_KEY", hide_env_values = true, value_parser = key_text)]
+    pub secrets_key: Option<KeyText>,
+
+    /// File holding the master key of secrets (base64). Created with a new random key and
+    /// 0600 permissions the first time it is needed; keep it, or stored secrets are lost.
+    #[arg(long, env = "SCAFF_SECRETS_KEY_FILE", default_value = crate::secrets::DEFAULT_KEY_FILE)]
+    pub secrets_key_file: PathBuf,
+}
+
+/// Key material as given on the command line: parsed after clap (whose errors would echo it),
+/// and never shown by `Debug`.
+#[derive(Clone)]
+pub struct KeyText(String);
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(***)")
+    }
+}
+
+fn key_text(s: &str) -> Result<KeyText, std::convert::Infallible> {
+    Ok(KeyText(s.to_string()))
+}
+
+impl SecretsKeyArgs {
+    /// The key given with `--secrets-key`, if any.
+    pub fn inline_key(
+        &self,
+    ) -> Result<Option<crate::secrets::MasterKey>, crate::secrets::SecretError> {
+        self.secrets_key
+            .as_ref()
+            .map(|k| {
+                crate::secrets::MasterKey::from_base64(&k.0)
+                    .map_err(|e| crate::secrets::SecretError::BadKey(format!("--secrets-key: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The configured key, else the key file's (created when missing). Says whether the key
+    /// file was just created.
+    pub fn load(&self) -> Result<(crate::secrets::MasterKey, bool), crate::secrets::SecretError> {
+        match self.inline_key()? {
+            Some(key) => Ok((key, false)),
+            None => crate::secrets::MasterKey::load_or_create(&self.secrets_key_file),
+        }
+    }
+}
+
+/// `scaff secrets`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+}
+
+/// The `scaff secrets` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SecretsCommand {
+    /// Replace the master key: re-seal every secret with a new key, then swap the key file.
+    #[command(long_about = ROTATE_KEY_ABOUT)]
+    RotateKey(RotateKeyArgs),
+}
+
+const ROTATE_KEY_ABOUT: &str = "\
+Replace the master key that seals secrets.
+
+Generates a new random key into --new-key-file (default: <key file>.new, mode 0600), opens
+every stored secret with the current key and seals it again with the new one, then keeps the
+current key as <key file>.old and atomically renames the new key file over the key file. It
+prints how many secrets were re-sealed.
+
+Every secret is opened before anything is written: a secret sealed by another key (or one that
+does not decrypt) stops the rotation with an error naming it, and nothing is changed. If the
+rotation stops half-way (a crash, a lost database connection), run it again: it reuses the new
+key file it left behind and finishes the job.
+
+Stop every server using this database first (a secret stored during the rotation could be lost),
+then start them with the new key: copy the new key file to every node. With --secrets-key (or
+SCAFF_SECRETS_KEY) as the current key, the new key stays in --new-key-file; configure it in
+place of the old one before starting the servers.";
+
+/// `scaff secrets rotate-key`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RotateKeyArgs {
+    /// The database holding the secrets.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The current key.
+    #[command(flatten)]
+    pub key: SecretsKeyArgs,
+
+    /// Where the new key is written first (it must not exist, unless an interrupted rotation
+    /// left it there). Default: the key file's name followed by `.new`.
+    #[arg(long)]
+    pub new_key_file: Option<PathBuf>,
+}
+
+impl RotateKeyArgs {
+    /// `--new-key-file`, or `<key file>.new`.
+    pub fn new_key_file(&self) -> PathBuf {
+        self.new_key_file
+            .clone()
+            .unwrap_or_else(|| crate::secrets::with_suffix(&self.key.secrets_key_file, ".new"))
+    }
 }
 
 /// Where the data lives.
@@ -100,6 +215,56 @@ pub struct ServeArgs {
     /// Model providers.
     #[command(flatten)]
     pub ai: AiArgs,
+
+    /// The master key of secrets.
+    #[command(flatten)]
+    pub secrets: SecretsKeyArgs,
+
+    /// What `api_call` steps may reach.
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// The host policy and limits of `api_call` requests.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Hosts `api_call` steps may call, comma-separated; `.example.com` also allows every
+    /// name under it. When empty, any host not denied is allowed.
+    #[arg(long, env = "SCAFF_HTTP_ALLOW_HOSTS", value_delimiter = ',')]
+    pub http_allow_hosts: Vec<String>,
+
+    /// Hosts `api_call` steps may never call, comma-separated (`.example.com` for a domain);
+    /// wins over the allowed hosts.
+    #[arg(long, env = "SCAFF_HTTP_DENY_HOSTS", value_delimiter = ',')]
+    pub http_deny_hosts: Vec<String>,
+
+    /// Refuse `api_call` requests to loopback, private, link-local (cloud metadata) and
+    /// unique-local addresses, checked on the resolved address of every hop. Recommended in
+    /// production.
+    #[arg(long, env = "SCAFF_HTTP_DENY_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub http_deny_private_networks: bool,
+
+    /// Largest `api_call` response body read, in bytes; larger ones fail the step.
+    #[arg(long, env = "SCAFF_HTTP_MAX_RESPONSE_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub http_max_response_bytes: u64,
+}
+
+impl HttpArgs {
+    /// The adapter settings these flags describe (empty list entries dropped).
+    pub fn settings(&self) -> crate::executors::http::HttpSettings {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        crate::executors::http::HttpSettings {
+            allow_hosts: list(&self.http_allow_hosts),
+            deny_hosts: list(&self.http_deny_hosts),
+            deny_private_networks: self.http_deny_private_networks,
+            max_response_bytes: self.http_max_response_bytes,
+        }
+    }
 }
 
 /// Model providers for `ai_generate` steps.
@@ -157,7 +322,7 @@ pub struct AiArgs {
     #[arg(
         long,
         env = "SCAFF_ANTHROPIC_MODEL",
-        default_value = "claude-3-5-haiku-latest"
+        default_value = "claude-sonnet-4-5"
     )]
     pub anthropic_model: String,
 }
@@ -230,6 +395,51 @@ mod tests {
     }
 
     #[test]
+    fn rotate_key_puts_the_new_key_beside_the_key_file_by_default() {
+        let cli = Cli::try_parse_from([
+            "scaff",
+            "secrets",
+            "rotate-key",
+            "--secrets-key-file",
+            "/etc/scaff/master.key",
+        ])
+        .expect("parses");
+        let Command::Secrets(SecretsArgs {
+            command: SecretsCommand::RotateKey(args),
+        }) = cli.command
+        else {
+            panic!("rotate-key")
+        };
+        assert_eq!(
+            args.new_key_file(),
+            PathBuf::from("/etc/scaff/master.key.new")
+        );
+    }
+
+    #[test]
+    fn a_malformed_secrets_key_is_refused_without_echoing_it() {
+        let cli = Cli::try_parse_from(["scaff", "serve", "--secrets-key", "c2hvcnQ="])
+            .expect("parsed later");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let err = args.secrets.load().expect_err("too short");
+        assert!(err.to_string().contains("32 bytes"), "{err}");
+        assert!(!err.to_string().contains("c2hvcnQ"), "{err}");
+        let debug = format!(
+            "{:?}",
+            Cli::try_parse_from([
+                "scaff",
+                "serve",
+                "--secrets-key",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+            ])
+            .expect("parses")
+        );
+        assert!(!debug.contains("AAAAAAAA"), "{debug}");
+    }
+
+    #[test]
     fn serve_defaults_to_loopback_8080() {
         let cli = Cli::try_parse_from(["scaff", "serve"]).expect("parses");
         let Command::Serve(args) = cli.command else {
@@ -237,5 +447,36 @@ mod tests {
         };
         assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(args.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn http_flags_parse_into_settings() {
+        let cli = Cli::try_parse_from(["scaff", "serve"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(
+            args.http.settings(),
+            crate::executors::http::HttpSettings::default()
+        );
+        let cli = Cli::try_parse_from([
+            "scaff",
+            "serve",
+            "--http-allow-hosts",
+            "api.example.com, .example.org",
+            "--http-deny-hosts=bad.example.org",
+            "--http-deny-private-networks",
+            "--http-max-response-bytes",
+            "1024",
+        ])
+        .expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let s = args.http.settings();
+        assert_eq!(s.allow_hosts, ["api.example.com", ".example.org"]);
+        assert_eq!(s.deny_hosts, ["bad.example.org"]);
+        assert!(s.deny_private_networks);
+        assert_eq!(s.max_response_bytes, 1024);
     }
 }

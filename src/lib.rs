@@ -7,6 +7,7 @@
 //! - [`config`]: command-line and environment configuration (clap).
 //! - [`telemetry`]: structured logging.
 //! - [`report`]: compiler-style rendering of definition problems for `scaff validate`.
+//! - [`secrets`]: secrets sealed with AES-256-GCM under a master key; key files and rotation.
 //! - [`server`]: assembles the application (store, runtime, tokens) for `main` and tests.
 //! - [`tokens`]: resume tokens (signed JWTs).
 //!
@@ -16,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod executors;
 pub mod report;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -8,7 +8,10 @@ use clap::Parser;
 use scaff::api::{self, Limits};
 use std::sync::Arc;
 
-use scaff::config::{AiArgs, AiProviderArg, Cli, Command, DatabaseArgs, ServeArgs, ValidateArgs};
+use scaff::config::{
+    AiArgs, AiProviderArg, Cli, Command, DatabaseArgs, RotateKeyArgs, SecretsCommand, ServeArgs,
+    ValidateArgs,
+};
 use scaff::executors::ai::{AnthropicProvider, MockProvider, OpenAiProvider, Providers};
 use scaff::server::{self, Settings};
 use scaff::store::{self, StoreOptions, redact_url};
@@ -38,6 +41,11 @@ fn main() -> ExitCode {
                 print!("{}", api::openapi_yaml());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Secrets(args) => match args.command {
+                SecretsCommand::RotateKey(args) => {
+                    rotate_key(args).await.map(|()| ExitCode::SUCCESS)
+                }
+            },
         }
     });
     match result {
@@ -54,7 +62,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = store::connect(&url, &store_options(&args.database, true))
         .await
         .with_context(|| format!("opening {}", redact_url(&url)))?;
+    let (secrets_key, created) = args.secrets.load()?;
+    if created {
+        tracing::warn!(
+            path = %args.secrets.secrets_key_file.display(),
+            key_id = secrets_key.key_id(),
+            "generated a new secrets key file; back it up: secrets cannot be read without it"
+        );
+    }
     let settings = Settings {
+        secrets_key: Some(secrets_key),
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
         },
@@ -63,6 +80,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_wait: Duration::from_millis(args.max_wait_ms),
         ai: Arc::new(providers(&args.ai)?),
         ai_settings: ai_settings(&args.ai)?,
+        http: args.http.settings(),
         ..Settings::default()
     };
     let state = server::build(store, settings).await?;
@@ -168,6 +186,52 @@ async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("migrating {}", redact_url(&url)))?;
     println!("migrations applied to {}", redact_url(&url));
+    Ok(())
+}
+
+/// `scaff secrets rotate-key`.
+async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
+    let url = args.database.url();
+    let store = store::connect(&url, &store_options(&args.database, true))
+        .await
+        .with_context(|| format!("opening {}", redact_url(&url)))?;
+    let new_key_file = args.new_key_file();
+    let report = scaff::secrets::rotate_key_file(
+        store.as_ref(),
+        &args.key.secrets_key_file,
+        args.key.inline_key()?,
+        &new_key_file,
+    )
+    .await
+    .context("rotating the secrets key")?;
+    if report.resumed {
+        println!(
+            "resumed an interrupted rotation with the key in {}",
+            new_key_file.display()
+        );
+    }
+    if report.rotation.already_new > 0 {
+        println!(
+            "{} secret(s) were already sealed with the new key",
+            report.rotation.already_new
+        );
+    }
+    println!(
+        "re-sealed {} secret(s) with key {} (was {})",
+        report.rotation.resealed, report.new_key_id, report.old_key_id
+    );
+    match &report.old_key_file {
+        Some(old) => println!(
+            "{} now holds the new key; the old key is kept in {}",
+            report.new_key_location.display(),
+            old.display()
+        ),
+        None => println!(
+            "the new key is in {}: configure it as SCAFF_SECRETS_KEY (or --secrets-key) before \
+             starting the servers",
+            report.new_key_location.display()
+        ),
+    }
     Ok(())
 }
 

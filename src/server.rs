@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scaff_actors::{
-    AiSettings, CommandError, DefaultExecutor, Deps, Runtime, RuntimeConfig, StepExecutor,
+    AiSettings, CommandError, DefaultExecutor, Deps, HttpStepSettings, Runtime, RuntimeConfig,
+    StepExecutor,
 };
 use scaff_core::ai::AiProvider;
 use scaff_core::run::{Clock, SystemClock};
@@ -14,6 +15,9 @@ use scaff_core::store::Store;
 
 use crate::api::{self, AppState, Limits};
 use crate::executors::ai::{MockProvider, Providers};
+pub use crate::executors::http::HttpSettings;
+use crate::executors::http::ReqwestHttp;
+use crate::secrets::{self, MasterKey, SecretsService};
 use crate::tokens::{self, ResumeTokens, SecretError};
 
 /// How the server behaves, beyond where its data lives.
@@ -38,6 +42,14 @@ pub struct Settings {
     pub ai_settings: AiSettings,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+    /// What `api_call` requests may reach (host policy, SSRF) and how much they may read.
+    pub http: HttpSettings,
+    /// Back-off of `api_call` retries.
+    pub http_steps: HttpStepSettings,
+    /// The master key sealing secrets; `None` reads (or creates) the default key file,
+    /// `scaff.key` in the working directory. The default settings carry a random key that
+    /// lives as long as the process, so tests never touch a key file.
+    pub secrets_key: Option<MasterKey>,
 }
 
 impl Default for Settings {
@@ -52,6 +64,9 @@ impl Default for Settings {
             ai: Arc::new(Providers::new(MockProvider::new(42))),
             ai_settings: AiSettings::default(),
             clock: Arc::new(SystemClock),
+            http: HttpSettings::default(),
+            http_steps: HttpStepSettings::default(),
+            secrets_key: Some(MasterKey::generate()),
         }
     }
 }
@@ -62,6 +77,12 @@ pub enum BuildError {
     /// No usable resume-token secret.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// No usable master key for secrets.
+    #[error("secrets: {0}")]
+    SecretsKey(#[from] secrets::SecretError),
+    /// The HTTP client of `api_call` steps could not be built.
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
     /// The runtime did not start.
     #[error("runtime: {0}")]
     Runtime(#[from] CommandError),
@@ -70,16 +91,31 @@ pub enum BuildError {
 /// The API state over `store`, with the runtime started. Call [`recover`] once serving.
 pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState, BuildError> {
     let secret = tokens::secret(store.as_ref(), settings.token_secret.as_deref()).await?;
+    let secrets_key = match settings.secrets_key {
+        Some(key) => key,
+        None => MasterKey::load_or_create(std::path::Path::new(secrets::DEFAULT_KEY_FILE))?.0,
+    };
+    let secrets = Arc::new(SecretsService::new(
+        store.clone(),
+        secrets_key,
+        settings.clock.clone(),
+    ));
+    let http = Arc::new(ReqwestHttp::new(&settings.http)?);
     let deps = Deps {
         runs: store.clone(),
         workflows: store.clone(),
         clock: settings.clock.clone(),
         executor: settings.executor.unwrap_or_else(|| {
-            Arc::new(DefaultExecutor::new(
-                settings.ai.clone(),
-                store.clone(),
-                settings.ai_settings.clone(),
-            ))
+            Arc::new(
+                DefaultExecutor::new(
+                    settings.ai.clone(),
+                    store.clone(),
+                    settings.ai_settings.clone(),
+                )
+                .with_http(http)
+                .with_http_settings(settings.http_steps.clone())
+                .with_secrets(secrets.clone()),
+            )
         }),
         config: settings.runtime,
     };
@@ -92,6 +128,7 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState
         limits: settings.limits,
         max_wait: settings.max_wait,
         openapi_yaml: api::openapi_yaml().into(),
+        secrets,
     })
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
-use scaff_core::run::{Run, RunStatus};
+use scaff_core::run::{Run, RunStatus, WaitingInput};
 use scaff_core::store::{SettingsStore, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -40,6 +40,9 @@ pub struct ResumeClaims {
     pub exp: i64,
     /// Token kind.
     pub typ: String,
+    /// The approver the token was issued to (approval waits only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub who: Option<String>,
 }
 
 /// Why a token was refused.
@@ -77,21 +80,50 @@ impl ResumeTokens {
         }
     }
 
-    /// The token for a waiting run, issued at `now`; `None` when the run is not waiting.
+    /// The token for a waiting run's form, issued at `now`; `None` when the run is not
+    /// waiting on a form (approvals take a token per approver: [`ResumeTokens::issue_for`]).
     pub fn issue(&self, run: &Run, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
         let waiting = run
             .waiting
             .as_ref()
             .filter(|_| run.status == RunStatus::Waiting)?;
+        match waiting.input {
+            WaitingInput::Form { .. } => self.claims(run, waiting, None, now),
+            WaitingInput::Approval { .. } => None,
+        }
+    }
+
+    /// The token of one approver of the approval a run waits on.
+    pub fn issue_for(
+        &self,
+        run: &Run,
+        approver: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        let waiting = run
+            .waiting
+            .as_ref()
+            .filter(|_| run.status == RunStatus::Waiting)?;
+        self.claims(run, waiting, Some(approver.to_string()), now)
+    }
+
+    fn claims(
+        &self,
+        run: &Run,
+        waiting: &scaff_core::run::Waiting,
+        who: Option<String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
         let iat = now.timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let claims = ResumeClaims {
             sub: run.id,
             step: waiting.step_id.clone(),
-            ver: run.version,
+            ver: waiting.version,
             iat,
             exp: iat.saturating_add(ttl),
             typ: KIND.to_string(),
+            who,
         };
         self.sign(&claims)
     }
@@ -168,6 +200,7 @@ mod tests {
                 step_id: "collect".into(),
                 input: WaitingInput::Form { fields: Vec::new() },
                 since,
+                version: 3,
             }),
             error: None,
             step_state: None,

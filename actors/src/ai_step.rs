@@ -16,6 +16,7 @@ use scaff_core::ai::{
     AiError, AiProvider, AiRequest, AiResponse, ChatMessage, Role, SchemaViolation, extract_json,
     feedback,
 };
+use scaff_core::http::{HttpPort, SecretValues};
 use scaff_core::run::step::{CompiledStep, CompiledWorkflow, StepEvent, StepOutcome};
 use scaff_core::run::{Run, RunError};
 use scaff_core::store::TemplateStore;
@@ -23,6 +24,7 @@ use scaff_core::workflow::{AiGenerateConfig, MockConfig, Provider, StepKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
+use crate::api_step::{self, HttpStepSettings};
 use crate::deps::{Execution, InlineExecutor, StepExecutor, StepResult};
 
 /// Failure codes of `ai_generate` steps.
@@ -101,12 +103,16 @@ struct AiState {
 /// Prompt templates already loaded: (id, version) → (system, prompt).
 type TemplateCache = Arc<Mutex<HashMap<(String, i64), (Option<String>, String)>>>;
 
-/// Executes `ai_generate` steps through a provider; every other step inline.
+/// Executes `ai_generate` steps through a provider, `api_call` steps through the HTTP port
+/// (when one is given: [`DefaultExecutor::with_http`]); every other step inline.
 pub struct DefaultExecutor {
     provider: Arc<dyn AiProvider>,
     templates: Arc<dyn TemplateStore>,
     settings: AiSettings,
     cache: TemplateCache,
+    http: Option<Arc<dyn HttpPort>>,
+    secrets: Option<Arc<dyn SecretValues>>,
+    http_settings: HttpStepSettings,
 }
 
 impl DefaultExecutor {
@@ -121,7 +127,29 @@ impl DefaultExecutor {
             templates,
             settings,
             cache: Arc::default(),
+            http: None,
+            secrets: None,
+            http_settings: HttpStepSettings::default(),
         }
+    }
+
+    /// Sends `api_call` requests through `http`; without it they fail as not executable.
+    pub fn with_http(mut self, http: Arc<dyn HttpPort>) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Reads the values `{{ secrets.<name> }}` renders (and redacts) from `secrets`; without
+    /// it, `secrets` is an empty map.
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretValues>) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// Back-off and limits of `api_call` steps.
+    pub fn with_http_settings(mut self, settings: HttpStepSettings) -> Self {
+        self.http_settings = settings;
+        self
     }
 }
 
@@ -133,6 +161,20 @@ impl StepExecutor for DefaultExecutor {
         run: &Run,
         attempt: i32,
     ) -> Execution {
+        if let (Some(CompiledStep::ApiCall), Some(def), Some(http)) =
+            (wf.step(step_id), wf.def.step(step_id), &self.http)
+            && let StepKind::ApiCall(cfg) = &def.kind
+        {
+            return api_step::execute(
+                http.clone(),
+                self.secrets.clone(),
+                self.http_settings.clone(),
+                cfg,
+                step_id,
+                def.next.clone(),
+                run,
+            );
+        }
         let (Some(CompiledStep::AiGenerate { schema }), Some(def)) =
             (wf.step(step_id), wf.def.step(step_id))
         else {

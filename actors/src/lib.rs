@@ -12,12 +12,14 @@
 //! - `supervisor`: the spawning and supervising actor.
 //! - `run_actor`: the per-run actor.
 //! - [`ai_step`]: the `ai_generate` executor (provider calls, schema retries, back-off).
+//! - [`api_step`]: the `api_call` executor (rendered requests through the HTTP port, retries).
 //! - [`deps`]: what the runtime is given: store ports, clock, step executor, settings.
 //! - [`watch`]: notifications of run status changes, for clients that wait for a run to settle.
 //! - `workflows`: compiled workflow versions, cached and shared.
 //! - [`error`]: what runtime commands can fail with.
 
 pub mod ai_step;
+pub mod api_step;
 pub mod deps;
 pub mod error;
 mod run_actor;
@@ -27,6 +29,7 @@ pub mod watch;
 mod workflows;
 
 pub use ai_step::{AiSettings, DefaultExecutor};
+pub use api_step::HttpStepSettings;
 pub use deps::{Deps, Execution, InlineExecutor, RuntimeConfig, StepExecutor, StepResult};
 pub use error::CommandError;
 pub use runtime::Runtime;

@@ -44,6 +44,15 @@ pub(crate) enum RunMsg {
         actor: Option<String>,
         reply: Reply,
     },
+    /// An approver's decision.
+    Decide {
+        step_id: String,
+        version: i64,
+        approver: String,
+        approved: bool,
+        comment: Option<String>,
+        reply: Reply,
+    },
     /// A cancel request.
     Cancel {
         actor: Option<String>,
@@ -76,6 +85,9 @@ pub(crate) struct RunState {
     deps: Deps,
     live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     watch: RunWatch,
+    /// The step task in flight, aborted when the run is canceled or the actor stops (so a
+    /// canceled run's model or HTTP call is not paid for to the end).
+    inflight: Option<tokio::task::AbortHandle>,
 }
 
 impl Actor for RunActor {
@@ -95,6 +107,7 @@ impl Actor for RunActor {
             deps: args.deps,
             live: args.live,
             watch: args.watch,
+            inflight: None,
         })
     }
 
@@ -107,6 +120,9 @@ impl Actor for RunActor {
         // rehydrates a fresh actor instead of finding this stopped one.
         let me = myself.get_id();
         state.live.remove_if(&state.run.id, |_, r| r.get_id() == me);
+        if let Some(task) = state.inflight.take() {
+            task.abort();
+        }
         Ok(())
     }
 
@@ -154,6 +170,23 @@ impl Actor for RunActor {
                 reason,
                 reply,
             } => (Input::Cancel { actor, reason }, Some(reply)),
+            RunMsg::Decide {
+                step_id,
+                version,
+                approver,
+                approved,
+                comment,
+                reply,
+            } => (
+                Input::Decide {
+                    step_id,
+                    version,
+                    approver,
+                    approved,
+                    comment,
+                },
+                Some(reply),
+            ),
             RunMsg::Crashed { message } => (Input::Crashed { message }, None),
             RunMsg::TaskFailed { message } => return Err(message.into()),
         };
@@ -218,7 +251,7 @@ impl RunState {
     /// Executes a step — inline, or in a spawned task for steps that call out — and feeds
     /// its outcome back through the mailbox, so a cancel already queued is handled first and
     /// the actor stays responsive while a slow call is in flight.
-    fn run_step(&self, myself: &ActorRef<RunMsg>, step_id: String, attempt: i32) {
+    fn run_step(&mut self, myself: &ActorRef<RunMsg>, step_id: String, attempt: i32) {
         let started_at = self.deps.clock.now();
         let execution = self
             .deps
@@ -240,8 +273,10 @@ impl RunState {
             Execution::Pending(future) => {
                 let me = myself.clone();
                 let run_id = self.run.id;
+                let task = tokio::spawn(future);
+                self.inflight = Some(task.abort_handle());
                 tokio::spawn(async move {
-                    let msg = match tokio::spawn(future).await {
+                    let msg = match task.await {
                         Ok((outcome, events)) => RunMsg::StepFinished {
                             step_id,
                             attempt,
@@ -249,6 +284,7 @@ impl RunState {
                             outcome,
                             events,
                         },
+                        Err(e) if e.is_cancelled() => return,
                         Err(e) => RunMsg::TaskFailed {
                             message: panic_message(e),
                         },

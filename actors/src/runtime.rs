@@ -105,6 +105,28 @@ impl Runtime {
         .await
     }
 
+    /// Records an approver's decision on the approval step `step_id` the run waits on, on
+    /// behalf of a token issued to `approver` for the wait at `version`.
+    pub async fn decide(
+        &self,
+        run_id: Uuid,
+        step_id: &str,
+        version: i64,
+        approver: &str,
+        approved: bool,
+        comment: Option<String>,
+    ) -> Result<Run, CommandError> {
+        self.command(run_id, |reply| RunMsg::Decide {
+            step_id: step_id.to_string(),
+            version,
+            approver: approver.to_string(),
+            approved,
+            comment: comment.clone(),
+            reply,
+        })
+        .await
+    }
+
     /// Cancels a run that is not finished.
     pub async fn cancel(
         &self,

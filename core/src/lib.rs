@@ -16,6 +16,7 @@
 pub mod ai;
 pub mod diag;
 pub mod expr;
+pub mod http;
 pub mod lang;
 pub mod located;
 pub mod run;

@@ -119,6 +119,10 @@ pub struct Waiting {
     pub input: WaitingInput,
     /// When the wait began.
     pub since: DateTime<Utc>,
+    /// The run version when the wait began; resume tokens name it, so a token works for
+    /// exactly this wait (approvers deciding one by one do not invalidate each other's).
+    #[serde(default)]
+    pub version: i64,
 }
 
 /// The kind of input a waiting run expects.
@@ -134,7 +138,31 @@ pub enum WaitingInput {
     Approval {
         /// Who may decide.
         approvers: Vec<String>,
+        /// How many approvals continue the run.
+        #[serde(default = "one")]
+        min_approvals: u32,
+        /// The decisions so far.
+        #[serde(default)]
+        decisions: Vec<Decision>,
     },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One approver's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Who decided (an approver's e-mail address).
+    pub approver: String,
+    /// Approved or rejected.
+    pub approved: bool,
+    /// Their comment (the reason, for a rejection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// Why a run or a step failed.
@@ -230,6 +258,8 @@ pub mod events {
     pub const STEP_COMPLETED: &str = "step.completed";
     /// A step failed.
     pub const STEP_FAILED: &str = "step.failed";
+    /// An approver decided (approved or rejected), with their comment.
+    pub const APPROVAL_DECIDED: &str = "approval.decided";
     /// The run was restarted from its last checkpoint after a crash or panic.
     pub const RUN_RECOVERED: &str = "run.recovered";
 }
@@ -367,8 +397,11 @@ mod tests {
             step_id: "collect".into(),
             input: WaitingInput::Approval {
                 approvers: vec!["a@example.com".into()],
+                min_approvals: 1,
+                decisions: Vec::new(),
             },
             since: DateTime::<Utc>::UNIX_EPOCH,
+            version: 3,
         };
         let json = serde_json::to_value(&w).expect("json");
         assert_eq!(json["kind"], "approval");

@@ -6,6 +6,7 @@
 
 mod memory;
 mod runs;
+mod secrets;
 mod templates;
 mod usage;
 mod workflows;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 
 pub use memory::MemoryStore;
 pub use runs::*;
+pub use secrets::*;
 pub use templates::*;
 pub use usage::*;
 pub use workflows::*;
@@ -66,11 +68,11 @@ pub trait Health: Send + Sync {
 
 /// Every capability, for the composition root.
 pub trait Store:
-    WorkflowStore + RunStore + TemplateStore + UsageStore + SettingsStore + Health
+    WorkflowStore + RunStore + TemplateStore + UsageStore + SecretStore + SettingsStore + Health
 {
 }
 
 impl<T> Store for T where
-    T: WorkflowStore + RunStore + TemplateStore + UsageStore + SettingsStore + Health
+    T: WorkflowStore + RunStore + TemplateStore + UsageStore + SecretStore + SettingsStore + Health
 {
 }

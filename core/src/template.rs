@@ -3,9 +3,8 @@
 //! files or other templates).
 //!
 //! [`check`] parses only, for validation when a template or workflow is saved; [`render`] fills
-//! a template in from JSON data, when a step runs. Recursion is bounded; there is no fuel limit
-//! (minijinja's `fuel` cargo feature is not enabled in the workspace), so a template's loops are
-//! bounded only by the data they iterate and `range()`'s own cap of 100 000 items.
+//! a template in from JSON data, when a step runs. Recursion is bounded, and so is work: a render
+//! gets [`FUEL`] instructions (minijinja's `fuel` feature), so runaway loops fail cleanly.
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;

@@ -73,6 +73,9 @@ pub enum ApiError {
         /// Each problem.
         errors: Vec<ProblemItem>,
     },
+    /// The caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// A credential (a resume token) is missing, invalid or expired (401).
     #[error("{0}")]
     Unauthorized(String),
@@ -115,6 +118,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NoRoute(status, _) => *status,
@@ -131,6 +135,7 @@ impl ApiError {
             ApiError::Invalid(_) => ("validation", "The definition is invalid"),
             ApiError::InvalidInput { .. } => ("invalid-input", "The input is invalid"),
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::BadRequest { .. } => ("bad-request", "The request is malformed"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::NoRoute(s, _) if *s == StatusCode::METHOD_NOT_ALLOWED => {

@@ -11,7 +11,7 @@ use scaff_actors::CommandError;
 use scaff_core::diag::codes;
 use scaff_core::run::machine::Rejection;
 use scaff_core::run::{
-    Context, EventRecord, Run, RunError, RunStatus, StepRecord, Waiting, events,
+    Context, EventRecord, Run, RunError, RunStatus, StepRecord, Waiting, WaitingInput, events,
 };
 use scaff_core::store::{CreatedRun, NewRun, RunCursor, RunQuery};
 use serde::{Deserialize, Serialize};
@@ -58,11 +58,36 @@ pub struct StartRequest {
 pub struct ResumeRequest {
     /// The token from the waiting run (`resume_token`).
     pub resume_token: String,
-    /// The form's values.
+    /// The form's values (a form wait).
     #[schema(value_type = Option<Object>)]
     pub inputs: Option<Map<String, Json>>,
+    /// The approver's decision (an approval wait; exactly one, for the token's step).
+    pub approvals: Option<Vec<ApprovalDecision>>,
     /// Answer once the run settles again or this many milliseconds pass.
     pub wait_ms: Option<u64>,
+}
+
+/// One approver's decision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecision {
+    /// The approval step decided on.
+    pub step_id: String,
+    /// Approve (`true`) or reject.
+    pub approved: bool,
+    /// A comment; the reason, for a rejection.
+    pub comment: Option<String>,
+}
+
+/// An approver's own resume token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApproverToken {
+    /// The approver.
+    pub approver: String,
+    /// Their token, for `POST /v1/executions/{id}/resume` with `approvals`.
+    pub resume_token: String,
+    /// Whether they have decided already.
+    pub decided: bool,
 }
 
 /// `wait_ms` as a query parameter (it may also be given in POST bodies).
@@ -104,9 +129,12 @@ pub struct RunView {
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
-    /// The token that authorizes resuming the wait (only while waiting).
+    /// The token that authorizes resuming a form wait (only while waiting on a form).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume_token: Option<String>,
+    /// Each approver's own token (only while waiting on an approval).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver_tokens: Option<Vec<ApproverToken>>,
     /// Why the run failed.
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -217,7 +245,27 @@ pub struct ContextView {
 
 impl AppState {
     fn view(&self, run: Run) -> RunView {
-        let resume_token = self.tokens.issue(&run, self.clock.now());
+        let now = self.clock.now();
+        let resume_token = self.tokens.issue(&run, now);
+        let approver_tokens = match run.waiting.as_ref().map(|w| &w.input) {
+            Some(WaitingInput::Approval {
+                approvers,
+                decisions,
+                ..
+            }) if run.status == RunStatus::Waiting => Some(
+                approvers
+                    .iter()
+                    .filter_map(|a| {
+                        Some(ApproverToken {
+                            approver: a.clone(),
+                            resume_token: self.tokens.issue_for(&run, a, now)?,
+                            decided: decisions.iter().any(|d| d.approver.eq_ignore_ascii_case(a)),
+                        })
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
         RunView {
             id: run.id,
             workflow_id: run.workflow_id,
@@ -226,6 +274,7 @@ impl AppState {
             current_step: run.current_step,
             waiting: run.waiting,
             resume_token,
+            approver_tokens,
             error: run.error,
             idempotency_key: run.idempotency_key,
             created_at: run.created_at,
@@ -379,6 +428,13 @@ fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Result<Option<Str
     }
 }
 
+fn unprocessable(detail: &str) -> ApiError {
+    ApiError::InvalidInput {
+        detail: detail.to_string(),
+        errors: Vec::new(),
+    }
+}
+
 fn bad_request(detail: &str) -> ApiError {
     ApiError::BadRequest {
         detail: detail.to_string(),
@@ -423,6 +479,12 @@ fn command_error(e: CommandError, run_id: Uuid) -> ApiError {
                 detail: why.to_string(),
                 errors: Vec::new(),
             },
+            Rejection::NotApprover(who) => {
+                ApiError::Forbidden(format!("{who} is not an approver of this step"))
+            }
+            Rejection::AlreadyDecided(who) => {
+                ApiError::Conflict(format!("{who} has already decided on this step"))
+            }
         },
         CommandError::Conflict => {
             ApiError::Conflict("the execution changed concurrently; read it and retry".into())
@@ -726,7 +788,8 @@ pub async fn run_events(
     Ok(JsonBody(EventList { items }))
 }
 
-/// Resume a waiting run with the form's values, authorized by its resume token.
+/// Resume a waiting run: a form's values with the run's `resume_token`, or an approver's
+/// decision (`approvals`) with that approver's own token.
 #[utoipa::path(
     post, path = "/v1/executions/{id}/resume", tag = "executions",
     params(("id" = String, Path, description = "Run id"), WaitParams),
@@ -734,6 +797,7 @@ pub async fn run_events(
     responses(
         (status = 200, description = "Accepted; the run continues", body = RunView),
         (status = 401, description = "The token is invalid, expired, or for another run", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's holder is not an approver of the step", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run is not waiting on that step, or the token was already used", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input, each field named; the run still waits", body = Problem, content_type = "application/problem+json"),
@@ -762,17 +826,58 @@ pub async fn resume(
             "the resume token is for another execution".into(),
         ));
     }
-    let run = state
-        .runtime
-        .submit(
-            id,
-            &claims.step,
-            claims.ver,
-            req.inputs.unwrap_or_default(),
-            None,
-        )
-        .await
-        .map_err(|e| command_error(e, id))?;
+    let run = match (&claims.who, req.approvals) {
+        (Some(approver), Some(decisions)) => {
+            if req.inputs.is_some() {
+                return Err(unprocessable(
+                    "an approver's token takes `approvals`, not `inputs`",
+                ));
+            }
+            let [decision] = <[ApprovalDecision; 1]>::try_from(decisions).map_err(|_| {
+                unprocessable("give exactly one decision, for the step your token names")
+            })?;
+            if decision.step_id != claims.step {
+                return Err(ApiError::Conflict(format!(
+                    "the token is for step `{}`, not `{}`",
+                    claims.step, decision.step_id
+                )));
+            }
+            state
+                .runtime
+                .decide(
+                    id,
+                    &claims.step,
+                    claims.ver,
+                    approver,
+                    decision.approved,
+                    decision.comment,
+                )
+                .await
+        }
+        (Some(_), None) => {
+            return Err(unprocessable(
+                "an approver's token takes `approvals: [{step_id, approved, comment}]`",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(unprocessable(
+                "`approvals` need an approver's own token (see `approver_tokens` on the execution)",
+            ));
+        }
+        (None, None) => {
+            state
+                .runtime
+                .submit(
+                    id,
+                    &claims.step,
+                    claims.ver,
+                    req.inputs.unwrap_or_default(),
+                    None,
+                )
+                .await
+        }
+    }
+    .map_err(|e| command_error(e, id))?;
     let run = state.settled(run, wait).await?;
     Ok(JsonBody(state.view(run)))
 }

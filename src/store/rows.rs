@@ -8,8 +8,8 @@ use scaff_core::run::{
     Context, EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, Waiting,
 };
 use scaff_core::store::{
-    CreatedRun, NewRun, NewTemplateVersion, NewWorkflowVersion, Page, RunCursor, StoreError,
-    TemplateVersion, WorkflowSummary, WorkflowVersion,
+    CreatedRun, NewRun, NewTemplateVersion, NewWorkflowVersion, Page, RunCursor, SealedSecret,
+    StoreError, TemplateVersion, WorkflowSummary, WorkflowVersion,
 };
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -162,6 +162,36 @@ pub(super) fn template_page(mut rows: Vec<TemplateRow>, limit: usize) -> Page<Te
         next_after,
     }
 }
+
+/// A `secrets` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct SecretRow {
+    name: String,
+    ciphertext: Vec<u8>,
+    key_id: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<SecretRow> for SealedSecret {
+    fn from(r: SecretRow) -> Self {
+        SealedSecret {
+            name: r.name,
+            ciphertext: r.ciphertext,
+            key_id: r.key_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// The `secrets` columns [`SecretRow`] reads.
+macro_rules! secret_columns {
+    () => {
+        "name, ciphertext, key_id, created_at, updated_at"
+    };
+}
+pub(super) use secret_columns;
 
 /// The `runs` columns every run query selects, in [`RunRow`]'s order.
 macro_rules! run_columns {

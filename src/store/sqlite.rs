@@ -14,8 +14,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use scaff_core::run::{EventRecord, Run, StepRecord};
 use scaff_core::store::{
     Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
-    RunCursor, RunQuery, RunStore, SettingsStore, StoreError, TemplateQuery, TemplateStore,
-    TemplateVersion, WorkflowQuery, WorkflowStore, WorkflowSummary, WorkflowVersion,
+    RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
+    TemplateQuery, TemplateStore, TemplateVersion, WorkflowQuery, WorkflowStore, WorkflowSummary,
+    WorkflowVersion,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -26,9 +27,9 @@ use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
 use super::rows::{
-    EventRow, RunRow, StepRow, SummaryRow, TemplateRow, VersionRow, create_run_error,
+    EventRow, RunRow, SecretRow, StepRow, SummaryRow, TemplateRow, VersionRow, create_run_error,
     event_columns, existing, new_run, page, run_columns, run_page, runs, saved, saved_template,
-    step_columns, template_columns, template_page,
+    secret_columns, step_columns, template_columns, template_page,
 };
 use super::{
     ConnectError, StoreOptions, is_unique_violation, like_pattern, micros, now_micros, unavailable,
@@ -557,6 +558,61 @@ impl SettingsStore for SqliteStore {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| StoreError::Unavailable(format!("setting `{key}` vanished")))
+    }
+}
+
+#[async_trait]
+impl SecretStore for SqliteStore {
+    async fn put_secret(&self, secret: SealedSecret) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (name, ciphertext, key_id, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, \
+             key_id = excluded.key_id, updated_at = excluded.updated_at",
+        )
+        .bind(&secret.name)
+        .bind(&secret.ciphertext)
+        .bind(&secret.key_id)
+        .bind(ts(micros(secret.created_at)))
+        .bind(ts(micros(secret.updated_at)))
+        .execute(&self.write)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SealedSecret>, StoreError> {
+        sqlx::query_as::<_, SecretRow>(concat!(
+            "SELECT ",
+            secret_columns!(),
+            " FROM secrets WHERE name = ?1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map(|r| r.map(Into::into))
+        .map_err(unavailable)
+    }
+
+    async fn all_secrets(&self) -> Result<Vec<SealedSecret>, StoreError> {
+        sqlx::query_as::<_, SecretRow>(concat!(
+            "SELECT ",
+            secret_columns!(),
+            " FROM secrets ORDER BY name"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map(|rows| rows.into_iter().map(Into::into).collect())
+        .map_err(unavailable)
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM secrets WHERE name = ?1")
+            .bind(name)
+            .execute(&self.write)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(unavailable)
     }
 }
 

@@ -261,6 +261,7 @@ async fn migrate_prepares_a_database_and_exits() {
             "events",
             "run_steps",
             "runs",
+            "secrets",
             "settings",
             "templates",
             "workflows"

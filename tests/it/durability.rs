@@ -93,12 +93,26 @@ async fn a_killed_server_restarts_and_every_run_finishes_exactly_once() {
     })
     .await;
     assert!(enough.is_some(), "runs complete before the kill");
-    server.child.kill().expect("kill -9");
-    let _ = server.child.wait();
     firing.store(false, Ordering::Relaxed);
     for c in clients {
         let _ = c.await;
     }
+    // A burst of starts, then the kill at once: thousands of checkpoints are still to come.
+    let burst: Vec<_> = (0..200)
+        .map(|i| {
+            let url = server.url("/v1/executions");
+            let workflow = if i % 5 == 0 { "intake" } else { "chain10" };
+            tokio::spawn(post_json(
+                url,
+                json!({"workflow_id": workflow, "inputs": {"burst": i}}),
+            ))
+        })
+        .collect();
+    for b in burst {
+        let _ = b.await;
+    }
+    server.child.kill().expect("kill -9");
+    let _ = server.child.wait();
 
     let in_flight = db.store.unfinished_runs().await.expect("unfinished");
     assert!(!in_flight.is_empty(), "the kill caught runs mid-flight");

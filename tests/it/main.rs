@@ -3,16 +3,25 @@
 //! - `api_workflows`: the workflows API through the router, on both stores;
 //! - `api_templates`: the templates API, and workflows naming stored templates;
 //! - `api_ai`: ai_generate end to end: mock and OpenAI-compatible providers, retries, usage;
+//! - `api_calls`: api_call end to end against local HTTP servers: bodies, retries, 4xx,
+//!   timeouts, redirects, size limit, host policy, secrets redacted, triage's ticket;
+//! - `api_approvals`: approval decisions: per-approver tokens, quorum, rejection, 403/409;
+//! - `api_secrets`: the secrets API (sealed at rest, never returned) and `scaff secrets rotate-key`;
 //! - `api_executions`: runs through the router: lifecycle, tokens, idempotency, concurrency;
 //! - `durability`: kill -9 and restart on PostgreSQL; ten thousand parked runs;
+//! - `blog_post`: examples/blog_post.yaml end to end against local CMS and chat servers;
 //! - `blackbox`: the built `scaff` binary as a user runs it (HTTP, CLI, signals);
 //! - `openapi`: the committed `openapi.yaml` is what the server serves.
 
 mod api_ai;
+mod api_approvals;
+mod api_calls;
 mod api_executions;
+mod api_secrets;
 mod api_templates;
 mod api_workflows;
 mod blackbox;
+mod blog_post;
 mod durability;
 mod openapi;
 mod store_contract;

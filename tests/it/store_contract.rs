@@ -528,8 +528,11 @@ mod runs {
             step_id: "approve".into(),
             input: WaitingInput::Approval {
                 approvers: vec!["boss@example.com".into()],
+                min_approvals: 1,
+                decisions: Vec::new(),
             },
             since: t2,
+            version: 2,
         };
         let mut ctx = context();
         ctx.runtime = obj(json!({"title": "Hello", "score": 0.5}));
@@ -1321,4 +1324,120 @@ mod corrupt_rows {
     }
 
     on_both_stores!(unknown_stored_values_are_corrupt_rows);
+}
+
+/// Sealed secrets: upserts keep `created_at`, reads, listing by name, deletes.
+mod secrets {
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+    use scaff_core::store::SealedSecret;
+
+    use crate::on_all_stores;
+    use crate::support::TestDb;
+
+    fn at(seconds: i64, micros: u32) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_790_000_000 + seconds, micros * 1000)
+            .single()
+            .expect("valid time")
+    }
+
+    fn sealed(name: &str, bytes: &[u8], created: DateTime<Utc>) -> SealedSecret {
+        SealedSecret {
+            name: name.into(),
+            ciphertext: bytes.to_vec(),
+            key_id: "0123456789abcdef".into(),
+            created_at: created,
+            updated_at: created,
+        }
+    }
+
+    async fn secrets_round_trip_every_field(db: &TestDb) {
+        let s = &db.store;
+        // Every byte value, NULs and invalid UTF-8 included: ciphertext is binary.
+        let bytes: Vec<u8> = (0..=255u8).rev().chain(0..=255u8).collect();
+        let secret = sealed("api_token", &bytes, at(0, 123_456));
+        s.put_secret(secret.clone()).await.expect("put");
+        assert_eq!(
+            s.get_secret("api_token").await.expect("get"),
+            Some(secret),
+            "what is read back is exactly what was stored"
+        );
+        assert_eq!(s.get_secret("nope").await.expect("get"), None);
+        assert_eq!(
+            s.get_secret("API_TOKEN").await.expect("get"),
+            None,
+            "names are case-sensitive"
+        );
+    }
+
+    async fn replacing_a_secret_keeps_created_at_and_moves_updated_at(db: &TestDb) {
+        let s = &db.store;
+        let first = sealed("token", b"first", at(0, 1));
+        s.put_secret(first.clone()).await.expect("put");
+        let replacement = SealedSecret {
+            ciphertext: b"second".to_vec(),
+            key_id: "fedcba9876543210".into(),
+            created_at: at(3600, 0),
+            updated_at: at(3600, 5),
+            ..first.clone()
+        };
+        s.put_secret(replacement).await.expect("replace");
+        let read = s.get_secret("token").await.expect("get").expect("exists");
+        assert_eq!(read.created_at, first.created_at, "created_at is kept");
+        assert_eq!(read.updated_at, at(3600, 5));
+        assert_eq!(read.ciphertext, b"second");
+        assert_eq!(read.key_id, "fedcba9876543210");
+        assert_eq!(s.all_secrets().await.expect("all").len(), 1);
+    }
+
+    async fn all_secrets_are_listed_by_name(db: &TestDb) {
+        let s = &db.store;
+        assert!(s.all_secrets().await.expect("all").is_empty());
+        for (i, name) in ["b", "a_1", "B", "_x", "a", "Z9"].iter().enumerate() {
+            let created = at(0, 0) + Duration::seconds(i as i64);
+            s.put_secret(sealed(name, name.as_bytes(), created))
+                .await
+                .expect("put");
+        }
+        let names: Vec<String> = s
+            .all_secrets()
+            .await
+            .expect("all")
+            .into_iter()
+            .map(|x| x.name)
+            .collect();
+        assert_eq!(names, ["B", "Z9", "_x", "a", "a_1", "b"], "byte order");
+    }
+
+    async fn deleting_says_whether_there_was_a_secret(db: &TestDb) {
+        let s = &db.store;
+        s.put_secret(sealed("gone", b"x", at(0, 0)))
+            .await
+            .expect("put");
+        s.put_secret(sealed("kept", b"y", at(0, 0)))
+            .await
+            .expect("put");
+        assert!(s.delete_secret("gone").await.expect("delete"));
+        assert!(!s.delete_secret("gone").await.expect("again"));
+        assert!(!s.delete_secret("never").await.expect("never"));
+        assert_eq!(s.get_secret("gone").await.expect("get"), None);
+        let names: Vec<String> = s
+            .all_secrets()
+            .await
+            .expect("all")
+            .into_iter()
+            .map(|x| x.name)
+            .collect();
+        assert_eq!(names, ["kept"]);
+        // A deleted name can be stored again, as a new secret.
+        let again = sealed("gone", b"z", at(10, 0));
+        s.put_secret(again.clone()).await.expect("put again");
+        assert_eq!(s.get_secret("gone").await.expect("get"), Some(again));
+    }
+
+    on_all_stores!(
+        secrets_round_trip_every_field,
+        replacing_a_secret_keeps_created_at_and_moves_updated_at,
+        all_secrets_are_listed_by_name,
+        deleting_says_whether_there_was_a_secret,
+    );
 }

@@ -11,7 +11,8 @@ use serde_json::{Map, Value as Json, json};
 
 use super::step::{CompiledWorkflow, StepEvent, StepOutcome, failure};
 use super::{
-    EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, Waiting, WaitingInput, events,
+    Decision, EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, Waiting, WaitingInput,
+    events,
 };
 use crate::store::Checkpoint;
 use crate::workflow::field::{FieldError, resolve_inputs};
@@ -48,6 +49,19 @@ pub enum Input {
         inputs: Map<String, Json>,
         /// Who submitted, when known.
         actor: Option<String>,
+    },
+    /// An approver decided on the approval the run waits on.
+    Decide {
+        /// The step the decision is for (from the approver's token).
+        step_id: String,
+        /// The wait's version the token was issued for.
+        version: i64,
+        /// Who decides (from the token).
+        approver: String,
+        /// Approve or reject.
+        approved: bool,
+        /// Their comment; a rejection's reason.
+        comment: Option<String>,
     },
     /// A client canceled the run.
     Cancel {
@@ -99,6 +113,10 @@ pub enum Rejection {
     Invalid(Vec<FieldError>),
     /// The run waits for something this input cannot provide (e.g. approvals).
     WrongInput(&'static str),
+    /// The decider is not one of the step's approvers.
+    NotApprover(String),
+    /// This approver has already decided.
+    AlreadyDecided(String),
 }
 
 /// The machine's verdict: the run's next state and the effects that lead there.
@@ -303,6 +321,25 @@ impl Machine<'_> {
                     },
                 ))
             }
+            Input::Decide {
+                step_id,
+                version,
+                approver,
+                approved,
+                comment,
+            } => decide(
+                self.workflow,
+                draft,
+                expected,
+                Decision {
+                    approver,
+                    approved,
+                    comment,
+                    at: now,
+                },
+                &step_id,
+                version,
+            ),
             Input::Cancel { actor, reason } => {
                 if run.status.is_terminal() {
                     return Err(Rejection::Terminal(run.status));
@@ -379,6 +416,114 @@ impl Machine<'_> {
     }
 }
 
+/// Records an approver's decision: a rejection fails the run, enough approvals finish the
+/// step, anything else keeps the run waiting with the decision recorded.
+fn decide(
+    wf: &CompiledWorkflow,
+    mut draft: Draft,
+    expected: i64,
+    decision: Decision,
+    step_id: &str,
+    version: i64,
+) -> Result<Transition, Rejection> {
+    let waiting = check_waiting(&draft.run, step_id, version)?.clone();
+    let WaitingInput::Approval {
+        approvers,
+        min_approvals,
+        mut decisions,
+    } = waiting.input
+    else {
+        return Err(Rejection::WrongInput(
+            "this step waits for form inputs, not approvals",
+        ));
+    };
+    let who = decision.approver.to_lowercase();
+    if !approvers.iter().any(|a| a.to_lowercase() == who) {
+        return Err(Rejection::NotApprover(decision.approver));
+    }
+    if decisions.iter().any(|d| d.approver.to_lowercase() == who) {
+        return Err(Rejection::AlreadyDecided(decision.approver));
+    }
+    draft.event(
+        events::APPROVAL_DECIDED,
+        Some(step_id),
+        Some(decision.approver.clone()),
+        json!({"approver": decision.approver, "approved": decision.approved, "comment": decision.comment}),
+    );
+    decisions.push(decision.clone());
+    let step_type = step_type(wf, step_id);
+    if !decision.approved {
+        let reason = decision
+            .comment
+            .clone()
+            .unwrap_or_else(|| "no reason given".into());
+        let error = RunError {
+            code: failure::REJECTED.into(),
+            message: format!("rejected by {}: {reason}", decision.approver),
+            step_id: Some(step_id.to_string()),
+        };
+        draft.run.waiting = None;
+        draft.step_record(
+            step_id,
+            step_type,
+            1,
+            StepStatus::Failed,
+            Some(json!({"decisions": decisions})),
+            None,
+            Some(error.clone()),
+            waiting.since,
+        );
+        draft.event(
+            events::STEP_FAILED,
+            Some(step_id),
+            None,
+            json!({"error": error}),
+        );
+        return Ok(fail_run(draft, expected, error));
+    }
+    let approvals = decisions.iter().filter(|d| d.approved).count() as u32;
+    if approvals < min_approvals {
+        draft.run.waiting = Some(Waiting {
+            input: WaitingInput::Approval {
+                approvers,
+                min_approvals,
+                decisions,
+            },
+            ..waiting
+        });
+        return Ok(draft.commit(expected, Effect::Passivate));
+    }
+    draft.run.status = RunStatus::Running;
+    draft.run.waiting = None;
+    draft.event(
+        events::RUN_RESUMED,
+        Some(step_id),
+        Some(decision.approver),
+        json!({}),
+    );
+    let next = wf.def.step(step_id).and_then(|s| s.next.clone());
+    let result = json!({"approved": true, "decisions": decisions});
+    let mut updates = Map::new();
+    updates.insert(step_id.to_string(), result.clone());
+    Ok(finish_step(
+        wf,
+        draft,
+        expected,
+        FinishedStep {
+            step_id,
+            step_type,
+            attempt: 1,
+            started_at: waiting.since,
+            input: None,
+        },
+        StepOutcome::Done {
+            output: result,
+            updates,
+            next,
+        },
+    ))
+}
+
 fn step_type<'w>(wf: &'w CompiledWorkflow, step_id: &str) -> &'w str {
     wf.def
         .step(step_id)
@@ -401,7 +546,7 @@ fn check_waiting<'r>(run: &'r Run, step_id: &str, version: i64) -> Result<&'r Wa
             waiting_on: waiting.step_id.clone(),
         });
     }
-    if version != run.version {
+    if version != waiting.version {
         return Err(Rejection::Stale);
     }
     Ok(waiting)
@@ -570,6 +715,7 @@ fn finish_step(
                 step_id: step.step_id.to_string(),
                 input,
                 since: now,
+                version: expected + 1,
             });
             draft.event(
                 events::RUN_WAITING,

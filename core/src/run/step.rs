@@ -37,8 +37,9 @@ pub enum CompiledStep {
         /// The step's `json_schema`, compiled once.
         schema: std::sync::Arc<crate::ai::SchemaCheck>,
     },
-    /// Needs an executor that is not part of this build yet (`ai_generate`, `api_call`).
-    External,
+    /// Sends one HTTP request; executed by the step executor's HTTP port (`scaff_actors`'s
+    /// `api_step`), never inline.
+    ApiCall,
 }
 
 /// A workflow version ready to run: the definition plus compiled steps.
@@ -63,6 +64,10 @@ pub mod failure {
     pub const NOT_EXECUTABLE: &str = "step.not_executable";
     /// A step panicked more often than the restart budget allows.
     pub const PANICKED: &str = "step.panicked";
+    /// An approver address did not render to an e-mail address.
+    pub const APPROVERS: &str = "approval.approvers_invalid";
+    /// An approver rejected.
+    pub const REJECTED: &str = "approval.rejected";
     /// The stored definition no longer compiles.
     pub const DEFINITION: &str = "workflow.invalid";
 }
@@ -81,7 +86,7 @@ impl CompiledWorkflow {
                             .map_err(|e| format!("step `{}`: json_schema: {e}", step.id))?,
                     ),
                 },
-                StepKind::ApiCall(_) => CompiledStep::External,
+                StepKind::ApiCall(_) => CompiledStep::ApiCall,
                 StepKind::Conditional(c) => CompiledStep::Conditional {
                     branches: c
                         .branches
@@ -164,11 +169,7 @@ pub fn execute(wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutco
         (CompiledStep::Form, StepKind::Form(form)) => StepOutcome::Wait(WaitingInput::Form {
             fields: form.fields.clone(),
         }),
-        (CompiledStep::Approval, StepKind::Approval(a)) => {
-            StepOutcome::Wait(WaitingInput::Approval {
-                approvers: a.approvers.clone(),
-            })
-        }
+        (CompiledStep::Approval, StepKind::Approval(a)) => approval(step_id, a, ctx),
         (CompiledStep::Conditional { branches, default }, _) => {
             conditional(step_id, branches, default, ctx)
         }
@@ -182,6 +183,40 @@ pub fn execute(wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutco
             ),
         ),
     }
+}
+
+/// Waits for the approvers, rendering any templated addresses (`{{ profile.manager }}`).
+fn approval(step_id: &str, a: &crate::workflow::ApprovalConfig, ctx: &Context) -> StepOutcome {
+    let data = ctx.to_json();
+    let mut approvers = Vec::with_capacity(a.approvers.len());
+    for who in &a.approvers {
+        if !who.contains("{{") && !who.contains("{%") {
+            approvers.push(who.clone());
+            continue;
+        }
+        match crate::template::render(who, &data) {
+            Ok(rendered) if rendered.contains('@') => approvers.push(rendered.trim().to_string()),
+            Ok(rendered) => {
+                return fail(
+                    failure::APPROVERS,
+                    step_id,
+                    format!("approver `{who}` rendered to `{rendered}`, not an e-mail address"),
+                );
+            }
+            Err(e) => {
+                return fail(
+                    failure::APPROVERS,
+                    step_id,
+                    format!("approver `{who}`: {}", e.message),
+                );
+            }
+        }
+    }
+    StepOutcome::Wait(WaitingInput::Approval {
+        approvers,
+        min_approvals: a.min_approvals,
+        decisions: Vec::new(),
+    })
 }
 
 fn fail(code: &str, step_id: &str, message: String) -> StepOutcome {

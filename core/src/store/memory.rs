@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::{
     Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
-    RunCursor, RunQuery, RunStore, SettingsStore, StoreError, TemplateQuery, TemplateStore,
-    TemplateVersion, UsageGroup, UsageQuery, UsageRow, UsageStore, WorkflowQuery, WorkflowStore,
-    WorkflowSummary, WorkflowVersion,
+    RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
+    TemplateQuery, TemplateStore, TemplateVersion, UsageGroup, UsageQuery, UsageRow, UsageStore,
+    WorkflowQuery, WorkflowStore, WorkflowSummary, WorkflowVersion,
 };
 use crate::run::{EventRecord, Run, RunStatus, StepRecord};
 
@@ -24,6 +24,8 @@ struct Inner {
     steps: HashMap<Uuid, Vec<StepRecord>>,
     events: HashMap<Uuid, Vec<EventRecord>>,
     settings: HashMap<String, String>,
+    /// Secret name → sealed secret.
+    secrets: BTreeMap<String, SealedSecret>,
 }
 
 /// A store that lives in a mutex; every operation is atomic.
@@ -456,6 +458,37 @@ impl UsageStore for MemoryStore {
             }
         }
         Ok(totals.into_values().collect())
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    async fn put_secret(&self, secret: SealedSecret) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let created_at = inner
+            .secrets
+            .get(&secret.name)
+            .map_or(secret.created_at, |old| old.created_at);
+        inner.secrets.insert(
+            secret.name.clone(),
+            SealedSecret {
+                created_at,
+                ..secret
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SealedSecret>, StoreError> {
+        Ok(self.lock().secrets.get(name).cloned())
+    }
+
+    async fn all_secrets(&self) -> Result<Vec<SealedSecret>, StoreError> {
+        Ok(self.lock().secrets.values().cloned().collect())
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().secrets.remove(name).is_some())
     }
 }
 

@@ -549,3 +549,130 @@ fn a_loop_that_never_exits_fails_at_the_step_limit() {
     assert_eq!(error.code, "run.step_limit");
     assert_eq!(live.run.step_seq, MAX_STEPS);
 }
+
+const APPROVAL: &str = r#"
+name: t
+start_step: review
+steps:
+  - id: review
+    type: approval
+    config: {approvers: [a@example.com, b@example.com, c@example.com], min_approvals: 2}
+    next: done
+  - {id: done, type: set, config: {values: {ok: "true"}}}
+"#;
+
+fn decide(who: &str, approved: bool, version: i64) -> Input {
+    Input::Decide {
+        step_id: "review".into(),
+        version,
+        approver: who.into(),
+        approved,
+        comment: Some(format!("{who} says {approved}")),
+    }
+}
+
+fn approval_waiting(wf: &CompiledWorkflow) -> Live {
+    let mut live = Live::new();
+    let effects = live.apply(wf, Input::Drive, t(1)).expect("drive");
+    assert!(matches!(live.settle(wf, effects, t(2)), Effect::Passivate));
+    live
+}
+
+#[test]
+fn a_quorum_of_approvals_continues_the_run() {
+    let wf = compiled(APPROVAL);
+    let mut live = approval_waiting(&wf);
+    let wait_version = live.run.waiting.as_ref().expect("waiting").version;
+    let effects = live
+        .apply(&wf, decide("a@example.com", true, wait_version), t(3))
+        .expect("first");
+    assert!(
+        matches!(effects.last(), Some(Effect::Passivate)),
+        "one of two: still waiting"
+    );
+    let Some(Waiting {
+        input: WaitingInput::Approval { decisions, .. },
+        version,
+        ..
+    }) = &live.run.waiting
+    else {
+        panic!("still waiting on the approval")
+    };
+    assert_eq!(
+        (decisions.len(), *version),
+        (1, wait_version),
+        "the wait keeps its version"
+    );
+    assert_eq!(
+        live.apply(&wf, decide("A@example.com", true, wait_version), t(4))
+            .err(),
+        Some(Rejection::AlreadyDecided("A@example.com".into()))
+    );
+    assert_eq!(
+        live.apply(&wf, decide("z@example.com", true, wait_version), t(4))
+            .err(),
+        Some(Rejection::NotApprover("z@example.com".into()))
+    );
+    let effects = live
+        .apply(&wf, decide("b@example.com", true, wait_version), t(5))
+        .expect("second");
+    assert!(matches!(live.settle(&wf, effects, t(6)), Effect::Stop));
+    assert_eq!(live.run.status, RunStatus::Completed);
+    assert_eq!(live.run.context.runtime["review"]["approved"], true);
+    let decided: Vec<&str> = live
+        .checkpoints
+        .iter()
+        .flat_map(|c| c.events.iter())
+        .filter(|e| e.kind == "approval.decided")
+        .map(|e| e.actor.as_deref().expect("who"))
+        .collect();
+    assert_eq!(decided, ["a@example.com", "b@example.com"]);
+}
+
+#[test]
+fn one_rejection_fails_the_run_with_the_reason() {
+    let wf = compiled(APPROVAL);
+    let mut live = approval_waiting(&wf);
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    let effects = live
+        .apply(&wf, decide("c@example.com", false, v), t(3))
+        .expect("decided");
+    assert!(matches!(effects.last(), Some(Effect::Stop)));
+    let error = live.run.error.clone().expect("failed");
+    assert_eq!(error.code, "approval.rejected");
+    assert!(
+        error.message.contains("c@example.com says false"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn form_submissions_and_decisions_do_not_mix() {
+    let wf = compiled(APPROVAL);
+    let mut live = approval_waiting(&wf);
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    let submit = Input::Submit {
+        step_id: "review".into(),
+        version: v,
+        inputs: Map::new(),
+        actor: None,
+    };
+    assert!(matches!(
+        live.apply(&wf, submit, t(3)),
+        Err(Rejection::WrongInput(_))
+    ));
+    let form = compiled(FLOW);
+    let mut live = waiting_run(&form);
+    let d = Input::Decide {
+        step_id: "collect".into(),
+        version: 1,
+        approver: "a@example.com".into(),
+        approved: true,
+        comment: None,
+    };
+    assert!(matches!(
+        live.apply(&form, d, t(3)),
+        Err(Rejection::WrongInput(_))
+    ));
+}
