@@ -301,6 +301,11 @@ pub struct AiArgs {
     #[arg(long, env = "SCAFF_OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
 
+    /// Name of a stored secret holding the OpenAI API key (read at each call, so rotating the
+    /// secret needs no restart); enables the `openai` provider.
+    #[arg(long, env = "SCAFF_OPENAI_API_KEY_SECRET")]
+    pub openai_api_key_secret: Option<String>,
+
     /// Model for `openai` steps that name none.
     #[arg(long, env = "SCAFF_OPENAI_MODEL", default_value = "gpt-4o-mini")]
     pub openai_model: String,
@@ -317,6 +322,11 @@ pub struct AiArgs {
     /// `ANTHROPIC_API_KEY` is read too.
     #[arg(long, env = "SCAFF_ANTHROPIC_API_KEY", hide_env_values = true)]
     pub anthropic_api_key: Option<String>,
+
+    /// Name of a stored secret holding the Anthropic API key; enables the `anthropic`
+    /// provider.
+    #[arg(long, env = "SCAFF_ANTHROPIC_API_KEY_SECRET")]
+    pub anthropic_api_key_secret: Option<String>,
 
     /// Model for `anthropic` steps that name none.
     #[arg(

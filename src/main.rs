@@ -127,22 +127,29 @@ fn providers(args: &AiArgs) -> anyhow::Result<Providers> {
         AiProviderArg::Anthropic => Provider::Anthropic,
     };
     let mut providers = Providers::new(MockProvider::new(args.seed())).with_default(default);
-    if let Some(key) = args.openai_key() {
+    let openai_key = args.openai_key();
+    if openai_key.is_some() || args.openai_api_key_secret.is_some() {
         providers = providers.with_openai(
-            OpenAiProvider::new(&args.openai_base_url, Some(key), &args.openai_model)
+            OpenAiProvider::new(&args.openai_base_url, openai_key, &args.openai_model)
                 .context("building the OpenAI client")?,
         );
     }
-    if let Some(key) = args.anthropic_key() {
+    let anthropic_key = args.anthropic_key();
+    if anthropic_key.is_some() || args.anthropic_api_key_secret.is_some() {
         providers = providers.with_anthropic(
-            AnthropicProvider::new(&args.anthropic_base_url, Some(key), &args.anthropic_model)
-                .context("building the Anthropic client")?,
+            AnthropicProvider::new(
+                &args.anthropic_base_url,
+                anthropic_key,
+                &args.anthropic_model,
+            )
+            .context("building the Anthropic client")?,
         );
     }
     anyhow::ensure!(
         providers.is_configured(default),
-        "--ai-provider {} needs its API key (SCAFF_{}_API_KEY)",
+        "--ai-provider {} needs its API key (SCAFF_{}_API_KEY or SCAFF_{}_API_KEY_SECRET)",
         provider_name(default),
+        provider_name(default).to_uppercase(),
         provider_name(default).to_uppercase()
     );
     Ok(providers)
@@ -176,6 +183,8 @@ fn ai_settings(args: &AiArgs) -> anyhow::Result<AiSettings> {
             fail_times: None,
         },
         timeout: Duration::from_secs(args.ai_timeout_s.max(1)),
+        openai_key_secret: args.openai_api_key_secret.clone(),
+        anthropic_key_secret: args.anthropic_api_key_secret.clone(),
         ..AiSettings::default()
     })
 }

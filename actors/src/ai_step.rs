@@ -64,6 +64,10 @@ pub struct AiSettings {
     pub backoff_base: Duration,
     /// Longest back-off.
     pub backoff_cap: Duration,
+    /// Secret holding the OpenAI API key, when the key lives in the secret store.
+    pub openai_key_secret: Option<String>,
+    /// Secret holding the Anthropic API key, when the key lives in the secret store.
+    pub anthropic_key_secret: Option<String>,
 }
 
 impl Default for AiSettings {
@@ -79,6 +83,8 @@ impl Default for AiSettings {
             max_transient_retries: 3,
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
+            openai_key_secret: None,
+            anthropic_key_secret: None,
         }
     }
 }
@@ -193,6 +199,7 @@ impl StepExecutor for DefaultExecutor {
             step_id: step_id.to_string(),
             next: def.next.clone(),
             run: run.clone(),
+            secrets: self.secrets.clone(),
         };
         Execution::Pending(Box::pin(call.run()))
     }
@@ -209,6 +216,7 @@ struct Call {
     step_id: String,
     next: Option<String>,
     run: Run,
+    secrets: Option<Arc<dyn SecretValues>>,
 }
 
 fn fail(code: &str, step_id: &str, message: String, events: Vec<StepEvent>) -> StepResult {
@@ -241,6 +249,10 @@ impl Call {
             state.wait_ms = 0;
         }
         let provider = self.cfg.provider.unwrap_or(self.settings.default_provider);
+        let api_key = match self.api_key(provider).await {
+            Ok(key) => key,
+            Err(message) => return fail(failure::PROVIDER, &self.step_id, message, Vec::new()),
+        };
         let request = AiRequest {
             provider,
             model: self.cfg.model.clone(),
@@ -261,6 +273,7 @@ impl Call {
                     .unwrap_or(self.settings.default_mock.clone()),
             ),
             attempt: state.answers + 1,
+            api_key,
         };
         let retry_count = state.answers + state.transient;
         let base = json!({
@@ -316,6 +329,24 @@ impl Call {
                 self.failed_call(state, error, events)
             }
         }
+    }
+
+    /// The provider's key from the secret store, when the server keeps it there.
+    async fn api_key(&self, provider: Provider) -> Result<Option<String>, String> {
+        let name = match provider {
+            Provider::Openai => self.settings.openai_key_secret.as_ref(),
+            Provider::Anthropic => self.settings.anthropic_key_secret.as_ref(),
+            Provider::Mock => None,
+        };
+        let (Some(name), Some(secrets)) = (name, &self.secrets) else {
+            return Ok(None);
+        };
+        let values = secrets.values().await?;
+        values
+            .get(name)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| format!("the provider key secret `{name}` is not set"))
     }
 
     /// Renders the prompt and system text for the first attempt.

@@ -57,6 +57,9 @@ pub struct AiRequest {
     pub mock: Option<MockConfig>,
     /// Which schema attempt this is, from 1 (the mock counts failures with it).
     pub attempt: u32,
+    /// A key for this call that overrides the provider's configured one (read from a secret
+    /// when the server is configured so); never logged.
+    pub api_key: Option<String>,
 }
 
 /// A model's answer.

@@ -148,6 +148,7 @@ pub(crate) mod test_support {
             temperature: Some(0.2),
             max_tokens: Some(300),
             timeout: Duration::from_secs(5),
+            api_key: None,
             mock: None,
             attempt: 1,
         }

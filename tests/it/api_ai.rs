@@ -457,7 +457,63 @@ async fn the_second_request_carries_the_validation_errors(db: &TestDb) {
     );
 }
 
+async fn a_provider_key_can_live_in_the_secret_store(db: &TestDb) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(wiremock::matchers::header("authorization", "Bearer sk-from-the-vault"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "model": "local-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"headline\": \"Keys from secrets\", \"risk\": \"low\"}"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4}
+        })))
+        .mount(&server)
+        .await;
+    let openai =
+        OpenAiProvider::new(format!("{}/v1", server.uri()), None, "local-model").expect("client");
+    let providers = Providers::new(MockProvider::new(1)).with_openai(openai);
+    let mut s = settings(Arc::new(providers));
+    s.ai_settings.openai_key_secret = Some("openai_api_key".into());
+    let app = TestApp::with_settings(db, s).await;
+    let yaml = one_step("{mode: success}")
+        .replace("      mock: {mode: success}\n", "      provider: openai\n");
+    app.post_yaml("/v1/workflows", &yaml).await;
+    let missing = start(&app, "gen", json!({"topic": "a"})).await;
+    assert_eq!(
+        missing.json["error"]["code"], "ai.provider_error",
+        "{}",
+        missing.text
+    );
+    assert!(
+        missing.json["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("openai_api_key")
+    );
+    let stored = app
+        .post(
+            "/v1/secrets",
+            "application/json",
+            json!({"name": "openai_api_key", "value": "sk-from-the-vault"}).to_string(),
+        )
+        .await;
+    assert!(stored.status.is_success(), "{}", stored.text);
+    let run = start(&app, "gen", json!({"topic": "b"})).await;
+    assert_eq!(run.json["status"], "completed", "{}", run.text);
+    let events = app
+        .get(&format!(
+            "/v1/executions/{}/events",
+            run.json["id"].as_str().expect("id")
+        ))
+        .await;
+    assert!(
+        !events.text.contains("sk-from-the-vault"),
+        "the key is in no event"
+    );
+}
+
 on_both_stores!(
+    a_provider_key_can_live_in_the_secret_store,
     the_content_draft_example_runs_form_ai_approval,
     one_schema_violation_then_success,
     three_violations_fail_the_step,

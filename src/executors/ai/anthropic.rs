@@ -168,7 +168,7 @@ impl AiProvider for AnthropicProvider {
             .post(format!("{}/v1/messages", self.base_url))
             .header("anthropic-version", API_VERSION)
             .json(&body);
-        if let Some(key) = &self.api_key {
+        if let Some(key) = request.api_key.as_ref().or(self.api_key.as_ref()) {
             builder = builder.header("x-api-key", key);
         }
         let answer = http::send_json("anthropic", builder, request.timeout).await?;

@@ -131,7 +131,7 @@ impl AiProvider for OpenAiProvider {
             .client
             .post(format!("{}/chat/completions", self.base_url))
             .json(&self.body(request, model));
-        if let Some(key) = &self.api_key {
+        if let Some(key) = request.api_key.as_ref().or(self.api_key.as_ref()) {
             builder = builder.header(AUTHORIZATION, format!("Bearer {key}"));
         }
         let answer = http::send_json("openai", builder, request.timeout).await?;
