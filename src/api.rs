@@ -116,6 +116,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::run_events))
         .routes(routes!(executions::resume))
         .routes(routes!(executions::cancel))
+        .routes(routes!(executions::approval_tokens))
         .routes(routes!(usage::usage))
         .routes(routes!(
             templates::create_template,

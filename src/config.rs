@@ -196,7 +196,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SCAFF_RESUME_TOKEN_SECRET", hide_env_values = true)]
     pub resume_token_secret: Option<String>,
 
-    /// How long a resume token stays valid after its wait began (`7d`, `12h`, `90m`).
+    /// How long a resume token stays valid after it is issued (`7d`, `12h`, `90m`); every read
+    /// of a waiting run issues a fresh one.
     #[arg(long, env = "SCAFF_RESUME_TOKEN_TTL", default_value = "7d", value_parser = parse_duration)]
     pub resume_token_ttl: scaff_core::workflow::Duration,
 

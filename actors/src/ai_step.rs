@@ -47,6 +47,9 @@ pub mod events {
     pub const RESPONSE: &str = "ai.response";
 }
 
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
 /// Defaults and limits of AI steps.
 #[derive(Debug, Clone)]
 pub struct AiSettings {
@@ -586,8 +589,11 @@ fn backoff(
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
     let jitter_seed = fnv(&format!("{}{}{}", run.id, state.prompt_hash, failures));
     let jitter = exp.mul_f64((jitter_seed % 1000) as f64 / 1000.0 * 0.5);
-    let wait = (exp + jitter).max(retry_after.unwrap_or_default());
-    wait.min(settings.backoff_cap.max(retry_after.unwrap_or_default()))
+    // A provider's Retry-After is honoured up to ten minutes; past that the wait would
+    // rather be a durable timer (not yet available) than a sleeping task.
+    let asked = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
+    let wait = (exp + jitter).max(asked);
+    wait.min(settings.backoff_cap.max(asked))
 }
 
 fn provider_name(p: Provider) -> &'static str {

@@ -265,10 +265,11 @@ impl ApiCall {
         if expected {
             return (self.done(result_json(&response, redactor)), events);
         }
-        let body = redactor.text(&truncate(
-            &String::from_utf8_lossy(&response.body),
+        // Redact first: a secret cut in half by the truncation would no longer be recognized.
+        let body = truncate(
+            &redactor.text(&String::from_utf8_lossy(&response.body)),
             self.settings.max_error_body,
-        ));
+        );
         if status >= 500 {
             let retry_after = header(&response.headers, "retry-after")
                 .and_then(|v| v.trim().parse::<u64>().ok())
@@ -380,7 +381,7 @@ impl ApiCall {
         if header(&headers, IDEMPOTENCY_HEADER).is_none() {
             headers.push((
                 IDEMPOTENCY_HEADER.to_string(),
-                format!("{}:{}", self.run.id, self.step_id),
+                format!("{}:{}:{}", self.run.id, self.step_id, self.run.step_seq),
             ));
         }
         let body = match &self.cfg.body {

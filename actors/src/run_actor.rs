@@ -192,7 +192,15 @@ impl Actor for RunActor {
         };
         // A checkpoint that cannot be written fails the actor: the supervisor restarts the run
         // from its last checkpoint (within the budget) instead of leaving it `running`.
-        state.apply(&myself, input, reply).await.map_err(Into::into)
+        let result = state.apply(&myself, input, reply).await;
+        if result.is_err() {
+            // ractor skips `post_stop` for a failed actor: stop the step task here, or the
+            // restarted run would race it with a second call.
+            if let Some(task) = state.inflight.take() {
+                task.abort();
+            }
+        }
+        result.map_err(Into::into)
     }
 }
 

@@ -132,9 +132,6 @@ pub struct RunView {
     /// The token that authorizes resuming a form wait (only while waiting on a form).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resume_token: Option<String>,
-    /// Each approver's own token (only while waiting on an approval).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approver_tokens: Option<Vec<ApproverToken>>,
     /// Why the run failed.
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,27 +242,7 @@ pub struct ContextView {
 
 impl AppState {
     fn view(&self, run: Run) -> RunView {
-        let now = self.clock.now();
-        let resume_token = self.tokens.issue(&run, now);
-        let approver_tokens = match run.waiting.as_ref().map(|w| &w.input) {
-            Some(WaitingInput::Approval {
-                approvers,
-                decisions,
-                ..
-            }) if run.status == RunStatus::Waiting => Some(
-                approvers
-                    .iter()
-                    .filter_map(|a| {
-                        Some(ApproverToken {
-                            approver: a.clone(),
-                            resume_token: self.tokens.issue_for(&run, a, now)?,
-                            decided: decisions.iter().any(|d| d.approver.eq_ignore_ascii_case(a)),
-                        })
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        };
+        let resume_token = self.tokens.issue(&run, self.clock.now());
         RunView {
             id: run.id,
             workflow_id: run.workflow_id,
@@ -274,7 +251,6 @@ impl AppState {
             current_step: run.current_step,
             waiting: run.waiting,
             resume_token,
-            approver_tokens,
             error: run.error,
             idempotency_key: run.idempotency_key,
             created_at: run.created_at,
@@ -861,7 +837,7 @@ pub async fn resume(
         }
         (None, Some(_)) => {
             return Err(unprocessable(
-                "`approvals` need an approver's own token (see `approver_tokens` on the execution)",
+                "`approvals` need an approver's own token (from GET /v1/executions/{id}/approvals)",
             ));
         }
         (None, None) => {
@@ -880,6 +856,79 @@ pub async fn resume(
     .map_err(|e| command_error(e, id))?;
     let run = state.settled(run, wait).await?;
     Ok(JsonBody(state.view(run)))
+}
+
+/// The approvers of the approval a run waits on, each with their own token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalTokens {
+    /// The approval step waited on.
+    pub step_id: String,
+    /// Approvals needed.
+    pub min_approvals: u32,
+    /// Each approver, whether they decided, and their token.
+    pub approvers: Vec<ApproverToken>,
+}
+
+/// Each approver's own resume token for the approval a run waits on. Until notifications
+/// deliver tokens to approvers (and authentication restricts this route), this is how an
+/// operator hands them out; the tokens are not shown in the run's other representations.
+#[utoipa::path(
+    get, path = "/v1/executions/{id}/approvals", tag = "executions",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The approvers and their tokens", body = ApprovalTokens),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not waiting on an approval", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn approval_tokens(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<JsonBody<ApprovalTokens>, ApiError> {
+    let id = run_id(&id)?;
+    let run = state
+        .store
+        .get_run(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let now = state.clock.now();
+    let Some(waiting) = run
+        .waiting
+        .as_ref()
+        .filter(|_| run.status == RunStatus::Waiting)
+    else {
+        return Err(ApiError::Conflict(format!(
+            "the execution is {}, not waiting on an approval",
+            run.status
+        )));
+    };
+    let WaitingInput::Approval {
+        approvers,
+        min_approvals,
+        decisions,
+    } = &waiting.input
+    else {
+        return Err(ApiError::Conflict(
+            "the execution waits on a form, not an approval".into(),
+        ));
+    };
+    let approvers = approvers
+        .iter()
+        .filter_map(|a| {
+            Some(ApproverToken {
+                approver: a.clone(),
+                resume_token: state.tokens.issue_for(&run, a, now)?,
+                decided: decisions
+                    .iter()
+                    .any(|d| d.approver.to_lowercase() == a.to_lowercase()),
+            })
+        })
+        .collect();
+    Ok(JsonBody(ApprovalTokens {
+        step_id: waiting.step_id.clone(),
+        min_approvals: *min_approvals,
+        approvers,
+    }))
 }
 
 /// Optional body of a cancel.

@@ -247,6 +247,17 @@ impl ReqwestHttp {
             if attempt.previous().len() > MAX_REDIRECTS {
                 return attempt.error(PolicyRedirects);
             }
+            // Only same-origin redirects are followed: reqwest re-sends every header but the
+            // few it knows to be sensitive, so a step's `X-Api-Key: {{ secrets.k }}` would
+            // otherwise reach whatever host the server points at. Others end the request
+            // with the 3xx response itself.
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if !same_origin {
+                return attempt.stop();
+            }
             match on_redirect.check_url(attempt.url()) {
                 Ok(()) => attempt.follow(),
                 Err(e) => attempt.error(e),

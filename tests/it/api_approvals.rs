@@ -33,14 +33,17 @@ async fn waiting(app: &TestApp) -> Reply {
     reply
 }
 
-fn token_of(run: &Value, who: &str) -> String {
-    run["approver_tokens"]
+async fn token_of(app: &TestApp, run: &Value, who: &str) -> String {
+    let id = run["id"].as_str().expect("id");
+    let tokens = app.get(&format!("/v1/executions/{id}/approvals")).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.text);
+    tokens.json["approvers"]
         .as_array()
         .expect("tokens")
         .iter()
         .find(|t| t["approver"] == who)
         .and_then(|t| t["resume_token"].as_str())
-        .unwrap_or_else(|| panic!("no token for {who}: {run}"))
+        .unwrap_or_else(|| panic!("no token for {who}: {}", tokens.text))
         .to_string()
 }
 
@@ -73,8 +76,8 @@ async fn a_quorum_of_approvers_continues_the_run(db: &TestDb) {
         ["ann@example.com", "bob@example.com", "max@example.com"],
         "templated approvers render"
     );
-    let ann = token_of(&run.json, "ann@example.com");
-    let max = token_of(&run.json, "max@example.com");
+    let ann = token_of(&app, &run.json, "ann@example.com").await;
+    let max = token_of(&app, &run.json, "max@example.com").await;
 
     let first = decide(&app, &id, &ann, true, "fine by me").await;
     assert_eq!(first.status, 200, "{}", first.text);
@@ -128,7 +131,8 @@ async fn a_rejection_fails_the_run_with_the_reason(db: &TestDb) {
     app.post_yaml("/v1/workflows", REVIEW).await;
     let run = waiting(&app).await;
     let id = run.json["id"].as_str().expect("id").to_string();
-    let bob = token_of(&run.json, "bob@example.com");
+    let bob = token_of(&app, &run.json, "bob@example.com").await;
+    let ann = token_of(&app, &run.json, "ann@example.com").await;
     let rejected = decide(&app, &id, &bob, false, "numbers are wrong").await;
     assert_eq!(rejected.json["status"], "failed", "{}", rejected.text);
     assert_eq!(rejected.json["error"]["code"], "approval.rejected");
@@ -138,8 +142,10 @@ async fn a_rejection_fails_the_run_with_the_reason(db: &TestDb) {
             .expect("message")
             .contains("numbers are wrong")
     );
-    let ann = token_of(&run.json, "ann@example.com");
     decide(&app, &id, &ann, true, "late").await.problem(409);
+    app.get(&format!("/v1/executions/{id}/approvals"))
+        .await
+        .problem(409);
 }
 
 async fn only_listed_approvers_decide_with_their_own_tokens(db: &TestDb) {
@@ -147,7 +153,7 @@ async fn only_listed_approvers_decide_with_their_own_tokens(db: &TestDb) {
     app.post_yaml("/v1/workflows", REVIEW).await;
     let run = waiting(&app).await;
     let id = run.json["id"].as_str().expect("id").to_string();
-    let ann = token_of(&run.json, "ann@example.com");
+    let ann = token_of(&app, &run.json, "ann@example.com").await;
     let claims = app.state.tokens.verify(&ann).expect("valid");
     let eve = app
         .state

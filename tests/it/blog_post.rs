@@ -68,7 +68,12 @@ async fn the_blog_post_flow_runs_end_to_end(db: &TestDb) {
         "{}",
         brief.text
     );
-    let editor = brief.json["approver_tokens"][0]["resume_token"].clone();
+    let approvals = app.get(&format!("/v1/executions/{id}/approvals")).await;
+    assert_eq!(
+        approvals.json["approvers"][0]["approver"],
+        "editor@example.com"
+    );
+    let editor = approvals.json["approvers"][0]["resume_token"].clone();
     let done = app
         .post(
             &format!("/v1/executions/{id}/resume"),

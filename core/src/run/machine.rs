@@ -185,8 +185,33 @@ impl Draft {
         });
     }
 
+    /// Text from outside (model answers, HTTP bodies, comments) may hold NUL characters, which
+    /// PostgreSQL cannot store in JSON: the checkpoint would fail forever. The records and
+    /// events of a checkpoint get U+FFFD in their place (runtime data with NUL is refused
+    /// earlier, when a step's output is merged).
+    fn scrub_nul(&mut self) {
+        for e in &mut self.events {
+            scrub(&mut e.data);
+        }
+        for s in &mut self.steps {
+            for v in [&mut s.input, &mut s.output].into_iter().flatten() {
+                scrub(v);
+            }
+            if let Some(err) = &mut s.error {
+                err.message = err.message.replace('\0', "\u{FFFD}");
+            }
+        }
+        if let Some(state) = &mut self.run.step_state {
+            scrub(state);
+        }
+        if let Some(err) = &mut self.run.error {
+            err.message = err.message.replace('\0', "\u{FFFD}");
+        }
+    }
+
     /// Seals the draft into a checkpoint followed by `then`.
     fn commit(mut self, expected_version: i64, then: Effect) -> Transition {
+        self.scrub_nul();
         self.run.updated_at = self.now;
         if self.run.status.is_terminal() && self.run.finished_at.is_none() {
             self.run.finished_at = Some(self.now);
@@ -522,6 +547,23 @@ fn decide(
             next,
         },
     ))
+}
+
+/// Replaces NUL characters in every string and key of `value`.
+fn scrub(value: &mut Json) {
+    match value {
+        Json::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Json::Array(items) => items.iter_mut().for_each(scrub),
+        Json::Object(map) if map.keys().any(|k| k.contains('\0')) => {
+            let entries = std::mem::take(map);
+            for (k, mut v) in entries {
+                scrub(&mut v);
+                map.insert(k.replace('\0', "\u{FFFD}"), v);
+            }
+        }
+        Json::Object(map) => map.values_mut().for_each(scrub),
+        _ => {}
+    }
 }
 
 fn step_type<'w>(wf: &'w CompiledWorkflow, step_id: &str) -> &'w str {

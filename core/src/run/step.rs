@@ -212,6 +212,20 @@ fn approval(step_id: &str, a: &crate::workflow::ApprovalConfig, ctx: &Context) -
             }
         }
     }
+    // One person, one vote: a rendered address may repeat a listed one.
+    let mut seen = std::collections::HashSet::new();
+    approvers.retain(|a| seen.insert(a.to_lowercase()));
+    if (approvers.len() as u32) < a.min_approvals {
+        return fail(
+            failure::APPROVERS,
+            step_id,
+            format!(
+                "{} distinct approvers cannot give the {} approvals required",
+                approvers.len(),
+                a.min_approvals
+            ),
+        );
+    }
     StepOutcome::Wait(WaitingInput::Approval {
         approvers,
         min_approvals: a.min_approvals,

@@ -676,3 +676,23 @@ fn form_submissions_and_decisions_do_not_mix() {
         Err(Rejection::WrongInput(_))
     ));
 }
+
+#[test]
+fn nul_characters_never_reach_a_checkpoint_record() {
+    let wf = compiled(APPROVAL);
+    let mut live = approval_waiting(&wf);
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    let input = Input::Decide {
+        step_id: "review".into(),
+        version: v,
+        approver: "a@example.com".into(),
+        approved: false,
+        comment: Some("bad\u{0}byte".into()),
+    };
+    live.apply(&wf, input, t(3)).expect("decided");
+    let cp = live.checkpoints.last().expect("checkpoint");
+    let text = serde_json::to_string(&cp.events.iter().map(|e| &e.data).collect::<Vec<_>>())
+        .expect("json");
+    assert!(!text.contains("\\u0000"), "{text}");
+    assert!(!cp.error.as_ref().expect("error").message.contains('\0'));
+}

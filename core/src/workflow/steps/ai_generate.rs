@@ -66,12 +66,12 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
     }
     let max_tokens = d.opt_count(&obj, "max_tokens", 1);
     let timeout_s = d.opt_number(&obj, "timeout_s");
-    if let Some(t) = timeout_s.filter(|t| *t <= 0.0) {
+    if let Some(t) = timeout_s.filter(|t| *t <= 0.0 || *t > 3600.0) {
         d.err(
             codes::VALUE_INVALID,
             &obj.path_of("timeout_s"),
             obj.value_loc("timeout_s"),
-            format!("timeout_s {t} must be positive"),
+            format!("timeout_s {t} is outside (0, 3600]"),
         );
     }
     let mock = obj
