@@ -660,23 +660,7 @@ fn finish_step(
                 message: format!("the step's output holds a NUL character (U+0000) at `{at}`"),
                 step_id: Some(step.step_id.to_string()),
             };
-            draft.step_record(
-                step.step_id,
-                step.step_type,
-                step.attempt,
-                StepStatus::Failed,
-                step.input,
-                None,
-                Some(error.clone()),
-                step.started_at,
-            );
-            draft.event(
-                events::STEP_FAILED,
-                Some(step.step_id),
-                None,
-                json!({"error": error}),
-            );
-            fail_run(draft, expected, error)
+            finish_step(wf, draft, expected, step, StepOutcome::Failed(error))
         }
         StepOutcome::Done {
             output,
