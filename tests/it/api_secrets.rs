@@ -44,7 +44,14 @@ fn assert_no_value(reply: &Reply, value: &str) {
 }
 
 async fn secrets_are_created_listed_replaced_and_deleted(db: &TestDb) {
-    let app = TestApp::new(db).await;
+    let app = TestApp::with_settings(
+        db,
+        scaff::server::Settings {
+            clock: std::sync::Arc::new(crate::support::TickingClock::default()),
+            ..scaff::server::Settings::default()
+        },
+    )
+    .await;
     let mut replies = Vec::new();
 
     let created = post_secret(&app, json!({"name": "cms_token", "value": VALUE})).await;
@@ -79,7 +86,6 @@ async fn secrets_are_created_listed_replaced_and_deleted(db: &TestDb) {
     }
     replies.push(list);
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
     let replaced = post_secret(&app, json!({"name": "cms_token", "value": "rotated-value"})).await;
     assert_eq!(
         replaced.status, 200,

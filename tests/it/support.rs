@@ -323,6 +323,30 @@ pub fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
+/// A clock that moves one millisecond forward at every reading, so consecutive writes get
+/// distinct timestamps without sleeping.
+#[derive(Debug)]
+pub struct TickingClock {
+    micros: std::sync::atomic::AtomicI64,
+}
+
+impl Default for TickingClock {
+    fn default() -> Self {
+        Self {
+            micros: std::sync::atomic::AtomicI64::new(1_800_000_000_000_000),
+        }
+    }
+}
+
+impl scaff_core::run::Clock for TickingClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let t = self
+            .micros
+            .fetch_add(1_000, std::sync::atomic::Ordering::SeqCst);
+        chrono::DateTime::from_timestamp_micros(t).unwrap_or_default()
+    }
+}
+
 /// Polls `check` until it yields a value or `deadline` passes.
 pub async fn wait_for<T, F, Fut>(deadline: Duration, mut check: F) -> Option<T>
 where
