@@ -286,6 +286,12 @@ fn run_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound(format!("execution `{id}` does not exist")))
 }
 
+/// The stored run named by a path id, or 404.
+async fn existing_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
+    let id = run_id(id)?;
+    state.store.get_run(id).await?.ok_or_else(|| not_found(id))
+}
+
 fn not_found(id: Uuid) -> ApiError {
     ApiError::NotFound(format!("execution `{id}` does not exist"))
 }
@@ -649,12 +655,7 @@ pub async fn get(
     ApiQuery(query): ApiQuery<WaitParams>,
 ) -> Result<JsonBody<RunView>, ApiError> {
     let wait = state.wait_duration(query.wait_ms)?;
-    let id = run_id(&id)?;
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let run = existing_run(&state, &id).await?;
     let run = state.settled(run, wait).await?;
     Ok(JsonBody(state.view(run)))
 }
@@ -672,12 +673,7 @@ pub async fn context(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<JsonBody<ContextView>, ApiError> {
-    let id = run_id(&id)?;
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let run = existing_run(&state, &id).await?;
     let c = run.context;
     Ok(JsonBody(ContextView {
         static_data: c.static_data,
@@ -700,12 +696,7 @@ pub async fn steps(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<JsonBody<StepList>, ApiError> {
-    let id = run_id(&id)?;
-    state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let id = existing_run(&state, &id).await?.id;
     let items = state
         .store
         .run_steps(id)
@@ -741,12 +732,7 @@ pub async fn run_events(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<JsonBody<EventList>, ApiError> {
-    let id = run_id(&id)?;
-    state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let id = existing_run(&state, &id).await?.id;
     let items = state
         .store
         .run_events(id)
@@ -885,12 +871,7 @@ pub async fn approval_tokens(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<JsonBody<ApprovalTokens>, ApiError> {
-    let id = run_id(&id)?;
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let run = existing_run(&state, &id).await?;
     let now = state.clock.now();
     let Some(waiting) = run
         .waiting
