@@ -309,13 +309,9 @@ async fn a_hang_past_the_timeout_fails_as_unavailable(db: &TestDb) {
         &server.uri(),
         json!({"method": "GET", "url": "{{ static.base }}/slow", "timeout_s": 1, "max_retries": 0}),
     );
-    let started = std::time::Instant::now();
+    // No wall-clock assertion: had the 1 s timeout not fired, the server's 200 after 4 s
+    // would complete the run instead of failing it as unavailable.
     let run = run(&app, &wf, json!({})).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error"]["code"], "http.unavailable");
     let responses = events(&app, &id_of(&run), "http.response").await;
