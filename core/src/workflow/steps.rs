@@ -58,7 +58,7 @@ pub(super) fn decode(
 
     let mut edges = Vec::new();
     let next = match (obj.get("next"), step_type) {
-        (Some(n), Some("conditional")) => {
+        (Some(_), Some("conditional")) => {
             d.err(
                 codes::KEY_UNKNOWN,
                 &obj.path_of("next"),
@@ -66,7 +66,6 @@ pub(super) fn decode(
                 "a conditional step routes by its branches; move this target into \
                  `config.default` or a branch",
             );
-            let _ = n;
             None
         }
         (Some(n), _) => step_ref(d, n, &obj.path_of("next"), &mut edges),
