@@ -11,7 +11,9 @@ pub mod executions;
 pub mod extract;
 pub mod json;
 pub mod ops;
+pub mod outbox;
 pub mod secrets;
+pub mod streams;
 pub mod templates;
 pub mod usage;
 pub mod workflows;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub runtime: Runtime,
     /// Issues and verifies resume tokens.
     pub tokens: Arc<crate::tokens::ResumeTokens>,
+    /// The outbox sender (stop it with `shutdown` when the server stops).
+    pub notifier: crate::notify::Notifier,
     /// The time source.
     pub clock: Arc<dyn Clock>,
     /// Request limits.
@@ -90,8 +94,10 @@ impl AppState {
     tags(
         (name = "workflows", description = "Workflow definitions and their versions"),
         (name = "executions", description = "Runs of workflows: start, read, resume, cancel"),
+        (name = "events", description = "Live lifecycle events as Server-Sent Events: one run's (resumable) or every run's"),
         (name = "usage", description = "AI calls and tokens, summed"),
         (name = "templates", description = "Versioned prompt templates for ai_generate steps"),
+        (name = "notifications", description = "Messages to people (approval requests, reminders) and their delivery"),
         (name = "secrets", description = "Values encrypted at rest that templates reach as `secrets.<name>`; never returned"),
         (name = "operations", description = "Health, readiness and the API description")
     )
@@ -114,10 +120,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::context))
         .routes(routes!(executions::steps))
         .routes(routes!(executions::run_events))
+        .routes(routes!(streams::run_stream))
+        .routes(routes!(streams::all_stream))
         .routes(routes!(executions::resume))
         .routes(routes!(executions::cancel))
         .routes(routes!(executions::approval_tokens))
         .routes(routes!(usage::usage))
+        .routes(routes!(outbox::list_outbox))
         .routes(routes!(
             templates::create_template,
             templates::list_templates

@@ -224,6 +224,60 @@ pub struct ServeArgs {
     /// What `api_call` steps may reach.
     #[command(flatten)]
     pub http: HttpArgs,
+
+    /// How approvers are notified.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// Approval messages: the SMTP server, the sender, the links, the outbox polling.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NotifyArgs {
+    /// SMTP server for approval messages: `smtp://host:port` (plain), `smtp://host?tls=required`
+    /// (STARTTLS), `smtps://host` (TLS); `user:password@` authenticates. When unset, `SMTP_URL`
+    /// is read too; failing both, messages are written to the log and kept in the outbox
+    /// (`GET /v1/outbox`).
+    #[arg(long, env = "SCAFF_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of approval messages (`From`), e.g. `Scaff <scaff@example.com>`.
+    #[arg(long, env = "SCAFF_SMTP_FROM", default_value = crate::notify::DEFAULT_FROM)]
+    pub smtp_from: String,
+
+    /// Base URL under which approvers reach this server, for the links in messages (e.g.
+    /// `https://scaff.example.com`). Default: `http://` and the address listened on.
+    #[arg(long, env = "SCAFF_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// How often the outbox is checked for messages to send, in milliseconds.
+    #[arg(long, env = "SCAFF_OUTBOX_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_poll_ms: u64,
+}
+
+impl NotifyArgs {
+    /// The SMTP URL: the flag or `SCAFF_SMTP_URL`, else `SMTP_URL`; empty means none.
+    pub fn smtp_url(&self) -> Option<String> {
+        self.smtp_url
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::env::var("SMTP_URL").ok().filter(|s| !s.is_empty()))
+    }
+
+    /// The sender settings these flags describe; `listening` is the bound address, the
+    /// default base of links.
+    pub fn settings(&self, listening: SocketAddr) -> crate::notify::NotifySettings {
+        crate::notify::NotifySettings {
+            smtp_url: self.smtp_url(),
+            from: self.smtp_from.clone(),
+            public_url: self
+                .public_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| format!("http://{listening}")),
+            poll: std::time::Duration::from_millis(self.outbox_poll_ms),
+            ..crate::notify::NotifySettings::default()
+        }
+    }
 }
 
 /// The host policy and limits of `api_call` requests.
@@ -458,6 +512,41 @@ mod tests {
         };
         assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(args.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn notify_flags_parse_into_settings() {
+        let addr: SocketAddr = "127.0.0.1:9999".parse().expect("addr");
+        let cli = Cli::try_parse_from(["scaff", "serve"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let s = args.notify.settings(addr);
+        assert_eq!(s.from, "scaff@localhost");
+        assert_eq!(s.public_url, "http://127.0.0.1:9999");
+        assert_eq!(s.poll, std::time::Duration::from_secs(1));
+        let cli = Cli::try_parse_from([
+            "scaff",
+            "serve",
+            "--smtp-url",
+            "smtp://mail.example.com:2525",
+            "--smtp-from",
+            "Scaff <scaff@example.com>",
+            "--public-url",
+            "https://scaff.example.com",
+            "--outbox-poll-ms",
+            "250",
+        ])
+        .expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let s = args.notify.settings(addr);
+        assert_eq!(s.smtp_url.as_deref(), Some("smtp://mail.example.com:2525"));
+        assert_eq!(s.from, "Scaff <scaff@example.com>");
+        assert_eq!(s.public_url, "https://scaff.example.com");
+        assert_eq!(s.poll, std::time::Duration::from_millis(250));
+        assert!(Cli::try_parse_from(["scaff", "serve", "--outbox-poll-ms", "0"]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`executors`]: adapters for steps' side effects: AI providers (mock, OpenAI, Anthropic).
 //! - [`config`]: command-line and environment configuration (clap).
 //! - [`telemetry`]: structured logging.
+//! - [`notify`]: the outbox sender: approval messages over SMTP, or to the log.
 //! - [`report`]: compiler-style rendering of definition problems for `scaff validate`.
 //! - [`secrets`]: secrets sealed with AES-256-GCM under a master key; key files and rotation.
 //! - [`server`]: assembles the application (store, runtime, tokens) for `main` and tests.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod executors;
+pub mod notify;
 pub mod report;
 pub mod secrets;
 pub mod server;

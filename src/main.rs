@@ -70,8 +70,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "generated a new secrets key file; back it up: secrets cannot be read without it"
         );
     }
+    // Bound first: the address it got is the default base of links in messages.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
     let settings = Settings {
         secrets_key: Some(secrets_key),
+        notify: args.notify.settings(local),
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
         },
@@ -85,12 +91,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = server::build(store, settings).await?;
     let runtime = state.runtime.clone();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let notifier = state.notifier.clone();
     let shutdown = shutdown_signal();
-    let local = listener.local_addr()?;
-    tracing::info!(address = %local, database = %redact_url(&url), "scaff listening on http://{local}");
+    tracing::info!(
+        address = %local,
+        database = %redact_url(&url),
+        notifications = notifier.transport(),
+        "scaff listening on http://{local}"
+    );
     let grace = Duration::from_secs(args.shutdown_grace_s);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -105,6 +113,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         r = &mut served => r??,
         () = shutdown => {
             let _ = stop_tx.send(true);
+            // Open event streams end now: graceful shutdown waits for every response.
+            runtime.events().close();
             // In-flight requests get `grace` to finish.
             match tokio::time::timeout(grace, &mut served).await {
                 Ok(r) => r??,
@@ -115,6 +125,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(stop_rx);
     // Runs mid-step are redone from their last checkpoint at the next start.
     runtime.shutdown(grace).await;
+    notifier.shutdown(grace).await;
     tracing::info!("scaff stopped");
     Ok(())
 }

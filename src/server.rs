@@ -17,6 +17,7 @@ use crate::api::{self, AppState, Limits};
 use crate::executors::ai::{MockProvider, Providers};
 pub use crate::executors::http::HttpSettings;
 use crate::executors::http::ReqwestHttp;
+use crate::notify::{Notifier, NotifyError, NotifySettings};
 use crate::secrets::{self, MasterKey, SecretsService};
 use crate::tokens::{self, ResumeTokens, SecretError};
 
@@ -50,6 +51,8 @@ pub struct Settings {
     /// `scaff.key` in the working directory. The default settings carry a random key that
     /// lives as long as the process, so tests never touch a key file.
     pub secrets_key: Option<MasterKey>,
+    /// Approval messages: SMTP or the log, links, polling and retries.
+    pub notify: NotifySettings,
 }
 
 impl Default for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             http_steps: HttpStepSettings::default(),
             secrets_key: Some(MasterKey::generate()),
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -83,6 +87,9 @@ pub enum BuildError {
     /// The HTTP client of `api_call` steps could not be built.
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The notification sender could not be set up.
+    #[error("notifications: {0}")]
+    Notify(#[from] NotifyError),
     /// The runtime did not start.
     #[error("runtime: {0}")]
     Runtime(#[from] CommandError),
@@ -100,10 +107,16 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState
         secrets_key,
         settings.clock.clone(),
     ));
+    // Load the stored secrets once, so the redaction filter knows their values before the
+    // first log line or event that could hold one.
+    if let Err(e) = secrets.decrypted().await {
+        tracing::warn!(error = %e, "cannot read the stored secrets; their values are not redacted until they can be");
+    }
     let http = Arc::new(ReqwestHttp::new(&settings.http)?);
     let deps = Deps {
         runs: store.clone(),
         workflows: store.clone(),
+        timers: store.clone(),
         clock: settings.clock.clone(),
         executor: settings.executor.unwrap_or_else(|| {
             Arc::new(
@@ -118,12 +131,21 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState
             )
         }),
         config: settings.runtime,
+        redactor: secrets.redactor().clone(),
     };
+    let tokens = Arc::new(ResumeTokens::new(&secret, settings.token_ttl));
+    let notifier = Notifier::start(
+        store.clone(),
+        tokens.clone(),
+        settings.clock.clone(),
+        &settings.notify,
+    )?;
     let runtime = Runtime::start(deps).await?;
     Ok(AppState {
         store,
         runtime,
-        tokens: Arc::new(ResumeTokens::new(&secret, settings.token_ttl)),
+        tokens,
+        notifier,
         clock: settings.clock,
         limits: settings.limits,
         max_wait: settings.max_wait,

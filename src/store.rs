@@ -2,9 +2,11 @@
 //! default), both implementing `scaff_core::store`. [`connect`] picks one from the URL and
 //! applies migrations; the two adapters pass the same contract suite (`tests/it/store_contract.rs`).
 
+mod outbox;
 mod postgres;
 mod rows;
 mod sqlite;
+mod timers;
 mod usage;
 
 use std::sync::Arc;

@@ -201,6 +201,8 @@ mod tests {
                 input: WaitingInput::Form { fields: Vec::new() },
                 since,
                 version: 3,
+                deadline: None,
+                reminders_sent: 0,
             }),
             error: None,
             step_state: None,
@@ -214,6 +216,7 @@ mod tests {
             created_at: since,
             updated_at: since,
             finished_at: None,
+            wake_at: None,
         }
     }
 

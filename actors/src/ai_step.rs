@@ -67,6 +67,8 @@ pub struct AiSettings {
     pub backoff_base: Duration,
     /// Longest back-off.
     pub backoff_cap: Duration,
+    /// Back-offs at least this long park the run on a durable timer instead of a sleep.
+    pub park_threshold: Duration,
     /// Secret holding the OpenAI API key, when the key lives in the secret store.
     pub openai_key_secret: Option<String>,
     /// Secret holding the Anthropic API key, when the key lives in the secret store.
@@ -86,6 +88,7 @@ impl Default for AiSettings {
             max_transient_retries: 3,
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
+            park_threshold: crate::deps::PARK_THRESHOLD,
             openai_key_secret: None,
             anthropic_key_secret: None,
         }
@@ -503,15 +506,16 @@ impl Call {
                 events,
             );
         }
-        state.wait_ms = backoff(
+        let wait = backoff(
             &self.settings,
             state.transient,
             retry_after,
             &self.run,
             &state,
-        )
-        .as_millis() as u64;
-        (continue_with(&state), events)
+        );
+        let (wait_ms, retry_at) = crate::deps::back_off(wait, self.settings.park_threshold);
+        state.wait_ms = wait_ms;
+        (continue_at(&state, retry_at), events)
     }
 
     fn done(&self, value: Json) -> StepOutcome {
@@ -534,8 +538,13 @@ impl Call {
 }
 
 fn continue_with(state: &AiState) -> StepOutcome {
+    continue_at(state, None)
+}
+
+fn continue_at(state: &AiState, retry_at: Option<chrono::DateTime<chrono::Utc>>) -> StepOutcome {
     StepOutcome::Continue {
         state: serde_json::to_value(state).unwrap_or(Json::Null),
+        retry_at,
     }
 }
 
@@ -589,8 +598,8 @@ fn backoff(
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
     let jitter_seed = fnv(&format!("{}{}{}", run.id, state.prompt_hash, failures));
     let jitter = exp.mul_f64((jitter_seed % 1000) as f64 / 1000.0 * 0.5);
-    // A provider's Retry-After is honoured up to ten minutes; past that the wait would
-    // rather be a durable timer (not yet available) than a sleeping task.
+    // A provider's Retry-After is honoured up to ten minutes (long waits park the run on a
+    // durable timer, see `back_off`).
     let asked = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
     let wait = (exp + jitter).max(asked);
     wait.min(settings.backoff_cap.max(asked))

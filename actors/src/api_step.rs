@@ -71,7 +71,7 @@ pub mod events {
 }
 
 /// What secret values are replaced with wherever a request or response is recorded.
-pub const REDACTED: &str = "[REDACTED]";
+pub const REDACTED: &str = scaff_core::redact::REDACTED;
 
 /// The header every request carries, `<run id>:<step id>`, the same across retries.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -85,6 +85,8 @@ pub struct HttpStepSettings {
     pub backoff_cap: Duration,
     /// How much of an unexpected response's body goes into the failure message, in bytes.
     pub max_error_body: usize,
+    /// Back-offs at least this long park the run on a durable timer instead of a sleep.
+    pub park_threshold: Duration,
 }
 
 impl Default for HttpStepSettings {
@@ -93,6 +95,7 @@ impl Default for HttpStepSettings {
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
             max_error_body: 2048,
+            park_threshold: crate::deps::PARK_THRESHOLD,
         }
     }
 }
@@ -299,10 +302,13 @@ impl ApiCall {
                 events,
             );
         }
-        state.wait_ms = self.backoff(state.attempts, retry_after).as_millis() as u64;
+        let wait = self.backoff(state.attempts, retry_after);
+        let (wait_ms, retry_at) = crate::deps::back_off(wait, self.settings.park_threshold);
+        state.wait_ms = wait_ms;
         (
             StepOutcome::Continue {
                 state: serde_json::to_value(&state).unwrap_or(Json::Null),
+                retry_at,
             },
             events,
         )
@@ -570,51 +576,24 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}… ({} bytes in all)", &s[..end], s.len())
 }
 
-/// Replaces secret values (and their percent-encoded forms) with [`REDACTED`].
-struct Redactor {
-    /// Longest first, so a value containing another is replaced whole.
-    needles: Vec<String>,
-}
+/// Secret values only — the core redaction filter with its patterns off (the step's result is
+/// the run's own data; the events it records pass the full filter when checkpointed).
+struct Redactor(scaff_core::redact::Redactor);
 
 impl Redactor {
     fn new<'a>(values: impl Iterator<Item = &'a String>) -> Self {
-        let mut needles: Vec<String> = Vec::new();
-        for v in values.filter(|v| !v.is_empty()) {
-            let encoded = percent_encode(v);
-            if encoded != *v {
-                needles.push(encoded);
-            }
-            needles.push(v.clone());
-        }
-        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        needles.dedup();
-        Self { needles }
+        Self(scaff_core::redact::Redactor::new(
+            values,
+            scaff_core::redact::Patterns::Off,
+        ))
     }
 
     fn text(&self, s: &str) -> String {
-        let mut out = s.to_string();
-        for needle in &self.needles {
-            if out.contains(needle.as_str()) {
-                out = out.replace(needle.as_str(), REDACTED);
-            }
-        }
-        out
+        self.0.text(s).into_owned()
     }
 
     fn json(&self, value: Json) -> Json {
-        if self.needles.is_empty() {
-            return value;
-        }
-        match value {
-            Json::String(s) => Json::String(self.text(&s)),
-            Json::Array(items) => Json::Array(items.into_iter().map(|v| self.json(v)).collect()),
-            Json::Object(map) => Json::Object(
-                map.into_iter()
-                    .map(|(k, v)| (self.text(&k), self.json(v)))
-                    .collect(),
-            ),
-            other => other,
-        }
+        self.0.json_owned(value)
     }
 }
 
@@ -691,14 +670,14 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_raw_and_encoded() {
-        let values = ["p@ss word".to_string(), "abc".to_string()];
+        let values = ["p@ss word".to_string(), "abcd".to_string()];
         let r = Redactor::new(values.iter());
         assert_eq!(
-            r.text("u?k=p%40ss%20word&x=abc p@ss word"),
+            r.text("u?k=p%40ss%20word&x=abcd p@ss word"),
             "u?k=[REDACTED]&x=[REDACTED] [REDACTED]"
         );
         assert_eq!(
-            r.json(json!({"abc": ["xabcx", 1]})),
+            r.json(json!({"abcd": ["xabcdx", 1]})),
             json!({"[REDACTED]": ["x[REDACTED]x", 1]})
         );
     }

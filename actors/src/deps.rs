@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use scaff_core::run::step::{self, CompiledWorkflow, StepEvent, StepOutcome};
 use scaff_core::run::{Clock, Run};
-use scaff_core::store::{RunStore, WorkflowStore};
+use scaff_core::store::{RunStore, TimerStore, WorkflowStore};
 
 /// A step's result with the events it reports.
 pub type StepResult = (StepOutcome, Vec<StepEvent>);
@@ -62,6 +62,11 @@ pub struct RuntimeConfig {
     pub checkpoint_retries: u32,
     /// The first pause between checkpoint retries (doubling each time).
     pub checkpoint_backoff: Duration,
+    /// The longest the timer service sleeps before re-reading the next deadline (timers armed
+    /// by this process wake it sooner; this bounds the delay for timers armed elsewhere).
+    pub timer_poll: Duration,
+    /// How many due timers the timer service fires at once.
+    pub timer_batch: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -71,6 +76,8 @@ impl Default for RuntimeConfig {
             call_timeout: Duration::from_secs(30),
             checkpoint_retries: 8,
             checkpoint_backoff: Duration::from_millis(50),
+            timer_poll: Duration::from_secs(30),
+            timer_batch: 64,
         }
     }
 }
@@ -82,10 +89,33 @@ pub struct Deps {
     pub runs: Arc<dyn RunStore>,
     /// Workflow versions, to compile what runs execute.
     pub workflows: Arc<dyn WorkflowStore>,
+    /// Due timers (armed by checkpoints).
+    pub timers: Arc<dyn TimerStore>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
     /// The step executor.
     pub executor: Arc<dyn StepExecutor>,
     /// Tunables.
     pub config: RuntimeConfig,
+    /// The redaction filter applied to what a checkpoint records outside the context.
+    pub redactor: scaff_core::redact::SharedRedactor,
+}
+
+/// Back-offs at least this long park the run on a durable timer instead of sleeping in a task.
+pub const PARK_THRESHOLD: Duration = Duration::from_secs(5);
+
+/// How a step waits `wait` before its next attempt: a short wait sleeps in the next attempt's
+/// task (`wait_ms`), a long one becomes a durable timer (`retry_at`), so it survives a restart
+/// and holds no memory meanwhile.
+pub(crate) fn back_off(
+    wait: Duration,
+    threshold: Duration,
+) -> (u64, Option<chrono::DateTime<chrono::Utc>>) {
+    if wait >= threshold {
+        let at =
+            chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        (0, Some(at))
+    } else {
+        (wait.as_millis() as u64, None)
+    }
 }

@@ -15,6 +15,8 @@
 //! - [`api_step`]: the `api_call` executor (rendered requests through the HTTP port, retries).
 //! - [`deps`]: what the runtime is given: store ports, clock, step executor, settings.
 //! - [`watch`]: notifications of run status changes, for clients that wait for a run to settle.
+//! - [`events`]: the hub of persisted lifecycle events, for live streams.
+//! - `timers`: the timer service firing durable timers (deadlines, reminders, back-offs).
 //! - `workflows`: compiled workflow versions, cached and shared.
 //! - [`error`]: what runtime commands can fail with.
 
@@ -22,9 +24,11 @@ pub mod ai_step;
 pub mod api_step;
 pub mod deps;
 pub mod error;
+pub mod events;
 mod run_actor;
 pub mod runtime;
 mod supervisor;
+mod timers;
 pub mod watch;
 mod workflows;
 
@@ -32,5 +36,6 @@ pub use ai_step::{AiSettings, DefaultExecutor};
 pub use api_step::HttpStepSettings;
 pub use deps::{Deps, Execution, InlineExecutor, RuntimeConfig, StepExecutor, StepResult};
 pub use error::CommandError;
+pub use events::{EventHub, RunEvent, RunSubscription};
 pub use runtime::Runtime;
 pub use watch::RunWatch;

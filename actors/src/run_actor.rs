@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::deps::{Deps, Execution};
 use crate::error::CommandError;
+use crate::events::EventHub;
 use crate::watch::RunWatch;
 
 /// The reply to a command: the run as it stands after the command.
@@ -59,6 +60,14 @@ pub(crate) enum RunMsg {
         reason: Option<String>,
         reply: Reply,
     },
+    /// A durable timer of the run is due.
+    Timer {
+        kind: scaff_core::store::TimerKind,
+        step_id: String,
+        version: i64,
+        nth: i32,
+        reply: Reply,
+    },
     /// The run's step kept panicking: fail the run.
     Crashed { message: String },
     /// A step's task panicked: fail this actor so the supervisor restarts the run.
@@ -75,6 +84,7 @@ pub(crate) struct RunArgs {
     pub deps: Deps,
     pub live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     pub watch: RunWatch,
+    pub events: EventHub,
 }
 
 /// The run actor's state: the run as last checkpointed (plus pending events).
@@ -85,6 +95,8 @@ pub(crate) struct RunState {
     deps: Deps,
     live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     watch: RunWatch,
+    /// Where the events of each persisted checkpoint are published, for live streams.
+    events: EventHub,
     /// The step task in flight, aborted when the run is canceled or the actor stops (so a
     /// canceled run's model or HTTP call is not paid for to the end).
     inflight: Option<tokio::task::AbortHandle>,
@@ -107,6 +119,7 @@ impl Actor for RunActor {
             deps: args.deps,
             live: args.live,
             watch: args.watch,
+            events: args.events,
             inflight: None,
         })
     }
@@ -187,6 +200,21 @@ impl Actor for RunActor {
                 },
                 Some(reply),
             ),
+            RunMsg::Timer {
+                kind,
+                step_id,
+                version,
+                nth,
+                reply,
+            } => (
+                Input::TimerFired {
+                    kind,
+                    step_id,
+                    version,
+                    nth,
+                },
+                Some(reply),
+            ),
             RunMsg::Crashed { message } => (Input::Crashed { message }, None),
             RunMsg::TaskFailed { message } => return Err(message.into()),
         };
@@ -220,8 +248,10 @@ impl RunState {
             Ok(t) => t,
             Err(rejection) => {
                 answer(reply, Err(CommandError::Rejected(rejection)));
-                // A rehydrated waiting run goes back to holding no memory.
-                if self.run.status == scaff_core::run::RunStatus::Waiting {
+                // A rehydrated waiting (or parked) run goes back to holding no memory.
+                if self.run.status == scaff_core::run::RunStatus::Waiting
+                    || self.run.wake_at.is_some()
+                {
                     myself.stop(None);
                 }
                 return Ok(());
@@ -230,13 +260,21 @@ impl RunState {
         let mut follow_up = Vec::new();
         for effect in transition.effects {
             match effect {
-                Effect::Checkpoint(cp) => {
+                Effect::Checkpoint(mut cp) => {
+                    redact(&self.deps.redactor.current(), &mut cp);
+                    let arms = !cp.timers.is_empty();
                     if let Err(e) = self.persist(&cp).await {
                         tracing::warn!(run_id = %self.run.id, error = %e, "checkpoint failed; the run restarts from its last checkpoint");
                         let message = format!("checkpoint failed: {e}");
                         answer(reply, Err(e));
                         return Err(message);
                     }
+                    if arms {
+                        self.watch.timers_armed();
+                    }
+                    // Persisted (and redacted) events only: a stream never shows one the
+                    // store does not have.
+                    self.events.publish(&self.run, cp.status, &cp.events);
                 }
                 other => follow_up.push(other),
             }
@@ -323,6 +361,31 @@ impl RunState {
                 Err(e) => return Err(CommandError::Store(e)),
             }
         }
+    }
+}
+
+/// What leaves the run's own context passes the redaction filter before it is stored: event
+/// data with every pattern (e-mails, card numbers, bearer tokens, …) and every secret value;
+/// step records and error messages with secret values only (their values are the run's own
+/// data, which its owner may read). The context itself keeps the real values.
+fn redact(redactor: &scaff_core::redact::Redactor, cp: &mut Checkpoint) {
+    for e in &mut cp.events {
+        redactor.json(&mut e.data);
+    }
+    let secrets_only = redactor.with_patterns(scaff_core::redact::Patterns::Off);
+    if secrets_only.secret_count() == 0 {
+        return;
+    }
+    for s in &mut cp.steps {
+        for v in [&mut s.input, &mut s.output].into_iter().flatten() {
+            secrets_only.json(v);
+        }
+        if let Some(err) = &mut s.error {
+            err.message = secrets_only.text(&err.message).into_owned();
+        }
+    }
+    if let Some(err) = &mut cp.error {
+        err.message = secrets_only.text(&err.message).into_owned();
     }
 }
 

@@ -6,14 +6,15 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use scaff_core::run::Run;
 use scaff_core::run::machine::Rejection;
+use scaff_core::run::{EventRecord, Run};
 use scaff_core::store::StoreError;
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 use crate::deps::Deps;
 use crate::error::CommandError;
+use crate::events::EventHub;
 use crate::run_actor::{Reply, RunMsg};
 use crate::supervisor::{SupArgs, SupMsg, Supervisor};
 use crate::watch::RunWatch;
@@ -30,6 +31,8 @@ pub struct Runtime {
     deps: Deps,
     workflows: Arc<WorkflowCache>,
     watch: RunWatch,
+    events: EventHub,
+    timers: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 impl Runtime {
@@ -37,21 +40,55 @@ impl Runtime {
     pub async fn start(deps: Deps) -> Result<Runtime, CommandError> {
         let live = Arc::new(DashMap::new());
         let watch = RunWatch::default();
+        let events = EventHub::default();
         let args = SupArgs {
             deps: deps.clone(),
             live: live.clone(),
             watch: watch.clone(),
+            events: events.clone(),
         };
         let (supervisor, _) = Actor::spawn(None, Supervisor, args)
             .await
             .map_err(|e| CommandError::Unresponsive(format!("cannot start the supervisor: {e}")))?;
-        Ok(Runtime {
+        let runtime = Runtime {
             supervisor,
             live,
             deps,
             workflows: Arc::new(WorkflowCache::default()),
             watch,
+            events,
+            timers: Arc::default(),
+        };
+        let service = tokio::spawn(crate::timers::run(runtime.clone()));
+        if let Ok(mut slot) = runtime.timers.lock() {
+            *slot = Some(service.abort_handle());
+        }
+        Ok(runtime)
+    }
+
+    /// What the runtime was given.
+    pub(crate) fn deps(&self) -> &Deps {
+        &self.deps
+    }
+
+    /// Fires a durable timer into its run (rehydrating it); a timer whose fence no longer
+    /// holds is refused with [`Rejection::Stale`] (or the run's terminal state).
+    pub async fn fire_timer(
+        &self,
+        run_id: Uuid,
+        kind: scaff_core::store::TimerKind,
+        step_id: &str,
+        version: i64,
+        nth: i32,
+    ) -> Result<Run, CommandError> {
+        self.command(run_id, |reply| RunMsg::Timer {
+            kind,
+            step_id: step_id.to_string(),
+            version,
+            nth,
+            reply,
         })
+        .await
     }
 
     /// Number of run actors alive now (runs executing, not runs that exist).
@@ -62,6 +99,18 @@ impl Runtime {
     /// Status notifications.
     pub fn watch(&self) -> &RunWatch {
         &self.watch
+    }
+
+    /// Live lifecycle events: subscribe here to see each event once it is persisted.
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// Publishes the events written with a run just created (`run.created`), which the store
+    /// wrote outside any run actor. Call it after the run was stored and before
+    /// [`Runtime::launch`], so subscribers see the run's events in order.
+    pub fn publish_created(&self, run: &Run, events: &[EventRecord]) {
+        self.events.publish(run, run.status, events);
     }
 
     /// Begins executing a run just created (status queued).
@@ -77,6 +126,10 @@ impl Runtime {
             let Some(run) = self.deps.runs.get_run(id).await? else {
                 continue;
             };
+            if run.wake_at.is_some_and(|at| at > self.deps.clock.now()) {
+                // Parked on a retry timer, which will wake it.
+                continue;
+            }
             match self.ensure(run).await {
                 Ok(_) => recovered += 1,
                 Err(e) => tracing::error!(run_id = %id, error = %e, "cannot recover run"),
@@ -170,6 +223,10 @@ impl Runtime {
     /// Stops every run actor (their current steps will be redone on recovery) and the
     /// supervisor.
     pub async fn shutdown(&self, timeout: Duration) {
+        self.events.close();
+        if let Some(service) = self.timers.lock().ok().and_then(|mut s| s.take()) {
+            service.abort();
+        }
         self.supervisor
             .stop_children_and_wait(Some("shutdown".into()), Some(timeout))
             .await;

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::deps::Deps;
 use crate::error::CommandError;
+use crate::events::EventHub;
 use crate::run_actor::{RunActor, RunArgs, RunMsg};
 use crate::watch::RunWatch;
 
@@ -39,6 +40,7 @@ pub(crate) struct SupArgs {
     pub deps: Deps,
     pub live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     pub watch: RunWatch,
+    pub events: EventHub,
 }
 
 /// The supervisor's state.
@@ -46,6 +48,7 @@ pub(crate) struct SupState {
     deps: Deps,
     live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     watch: RunWatch,
+    events: EventHub,
     /// Which run each child actor serves, and the workflow it runs.
     children: HashMap<ActorId, (Uuid, Arc<CompiledWorkflow>)>,
     /// Restarts after panics, per run.
@@ -66,6 +69,7 @@ impl Actor for Supervisor {
             deps: args.deps,
             live: args.live,
             watch: args.watch,
+            events: args.events,
             children: HashMap::new(),
             restarts: HashMap::new(),
         })
@@ -144,13 +148,17 @@ impl SupState {
             return Err(CommandError::Rejected(Rejection::Terminal(run.status)));
         }
         let run_id = run.id;
-        let drive = matches!(run.status, RunStatus::Queued | RunStatus::Running);
+        // A run parked on a retry timer is not driven: a command for it (a cancel) is
+        // handled, and then it goes back to holding no memory.
+        let parked = run.wake_at.is_some_and(|at| at > self.deps.clock.now());
+        let drive = matches!(run.status, RunStatus::Queued | RunStatus::Running) && !parked;
         let args = RunArgs {
             run,
             workflow: workflow.clone(),
             deps: self.deps.clone(),
             live: self.live.clone(),
             watch: self.watch.clone(),
+            events: self.events.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, RunActor, args, myself.get_cell())
             .await

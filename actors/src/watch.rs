@@ -1,4 +1,5 @@
-//! Status notifications per run, for clients that wait until a run settles (`wait_ms`).
+//! Status notifications per run, for clients that wait until a run settles (`wait_ms`), and
+//! the bell rung when a checkpoint arms a timer (so the timer service re-reads its deadline).
 //!
 //! A channel exists only while someone watches the run; publishing to a run nobody watches is
 //! one map lookup. Subscribe *before* reading the run from the store, so no change is missed.
@@ -14,9 +15,20 @@ use uuid::Uuid;
 #[derive(Clone, Default)]
 pub struct RunWatch {
     channels: Arc<DashMap<Uuid, watch::Sender<(RunStatus, i64)>>>,
+    timers: Arc<tokio::sync::Notify>,
 }
 
 impl RunWatch {
+    /// Tells the timer service that a checkpoint armed timers.
+    pub fn timers_armed(&self) {
+        self.timers.notify_one();
+    }
+
+    /// Resolves after the next [`RunWatch::timers_armed`] (or at once if one is pending).
+    pub async fn timers_changed(&self) {
+        self.timers.notified().await;
+    }
+
     /// Announces a run's new status and version to its watchers, if any.
     pub fn publish(&self, run_id: Uuid, status: RunStatus, version: i64) {
         if let Some(tx) = self.channels.get(&run_id) {

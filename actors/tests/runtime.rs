@@ -73,6 +73,7 @@ async fn harness(executor: Arc<dyn StepExecutor>, budget: u32) -> Harness {
     let deps = Deps {
         runs: store.clone(),
         workflows: store.clone(),
+        timers: store.clone(),
         clock: Arc::new(SystemClock),
         executor,
         config: RuntimeConfig {
@@ -80,6 +81,7 @@ async fn harness(executor: Arc<dyn StepExecutor>, budget: u32) -> Harness {
             call_timeout: Duration::from_secs(10),
             ..RuntimeConfig::default()
         },
+        redactor: Default::default(),
     };
     let runtime = Runtime::start(deps).await.expect("runtime");
     Harness { store, runtime }

@@ -10,6 +10,8 @@
 //! - [`expr`]: the expression language: [`expr::compile`] checks it once, [`expr::Expr::eval`]
 //!   evaluates it over a run's context with bounded cost.
 //! - [`lang`]: the seam where expression and template syntax checks plug in.
+//! - [`redact`]: the one redaction filter (secret values and patterns such as tokens, e-mail
+//!   addresses and card numbers) for logs, events and API responses.
 //! - [`store`]: the storage port (records and traits) the PostgreSQL and SQLite adapters
 //!   implement.
 
@@ -19,6 +21,7 @@ pub mod expr;
 pub mod http;
 pub mod lang;
 pub mod located;
+pub mod redact;
 pub mod run;
 pub mod store;
 pub mod template;

@@ -123,6 +123,12 @@ pub struct Waiting {
     /// exactly this wait (approvers deciding one by one do not invalidate each other's).
     #[serde(default)]
     pub version: i64,
+    /// When the wait times out (from the step's `timeout`), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    /// Reminders sent so far (each reminder timer fires only once).
+    #[serde(default)]
+    pub reminders_sent: i32,
 }
 
 /// The kind of input a waiting run expects.
@@ -144,6 +150,9 @@ pub enum WaitingInput {
         /// The decisions so far.
         #[serde(default)]
         decisions: Vec<Decision>,
+        /// The step's `message`, rendered over the context when the wait began.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
 }
 
@@ -260,6 +269,12 @@ pub mod events {
     pub const STEP_FAILED: &str = "step.failed";
     /// An approver decided (approved or rejected), with their comment.
     pub const APPROVAL_DECIDED: &str = "approval.decided";
+    /// A waiting step's deadline passed.
+    pub const STEP_TIMED_OUT: &str = "step.timed_out";
+    /// The people a waiting step waits for were reminded.
+    pub const WAIT_REMINDED: &str = "wait.reminded";
+    /// A step parked for a long back-off before its next attempt.
+    pub const STEP_RETRY_SCHEDULED: &str = "step.retry_scheduled";
     /// The run was restarted from its last checkpoint after a crash or panic.
     pub const RUN_RECOVERED: &str = "run.recovered";
 }
@@ -323,6 +338,8 @@ pub struct Run {
     pub updated_at: DateTime<Utc>,
     /// When it reached a terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// A running run parked until then for a long back-off (its retry timer wakes it).
+    pub wake_at: Option<DateTime<Utc>>,
 }
 
 /// The path (`a.b[2]`) of the first string or key holding a NUL character (U+0000), if any.
@@ -399,9 +416,12 @@ mod tests {
                 approvers: vec!["a@example.com".into()],
                 min_approvals: 1,
                 decisions: Vec::new(),
+                message: None,
             },
             since: DateTime::<Utc>::UNIX_EPOCH,
             version: 3,
+            deadline: None,
+            reminders_sent: 0,
         };
         let json = serde_json::to_value(&w).expect("json");
         assert_eq!(json["kind"], "approval");

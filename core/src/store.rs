@@ -5,18 +5,22 @@
 //! adapters in the `scaff` crate implement every trait and pass one contract suite.
 
 mod memory;
+mod outbox;
 mod runs;
 mod secrets;
 mod templates;
+mod timers;
 mod usage;
 mod workflows;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
+pub use outbox::*;
 pub use runs::*;
 pub use secrets::*;
 pub use templates::*;
+pub use timers::*;
 pub use usage::*;
 pub use workflows::*;
 
@@ -68,11 +72,27 @@ pub trait Health: Send + Sync {
 
 /// Every capability, for the composition root.
 pub trait Store:
-    WorkflowStore + RunStore + TemplateStore + UsageStore + SecretStore + SettingsStore + Health
+    WorkflowStore
+    + RunStore
+    + TemplateStore
+    + UsageStore
+    + SecretStore
+    + SettingsStore
+    + TimerStore
+    + OutboxStore
+    + Health
 {
 }
 
 impl<T> Store for T where
-    T: WorkflowStore + RunStore + TemplateStore + UsageStore + SecretStore + SettingsStore + Health
+    T: WorkflowStore
+        + RunStore
+        + TemplateStore
+        + UsageStore
+        + SecretStore
+        + SettingsStore
+        + TimerStore
+        + OutboxStore
+        + Health
 {
 }

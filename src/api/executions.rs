@@ -215,6 +215,19 @@ pub struct EventView {
     pub created_at: DateTime<Utc>,
 }
 
+impl From<EventRecord> for EventView {
+    fn from(e: EventRecord) -> Self {
+        EventView {
+            seq: e.seq,
+            kind: e.kind,
+            step_id: e.step_id,
+            actor: e.actor,
+            data: e.data,
+            created_at: e.created_at,
+        }
+    }
+}
+
 /// A run's events.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventList {
@@ -281,13 +294,26 @@ impl AppState {
     }
 }
 
+/// Parses a `status` filter: absent, or one of the run statuses (400 otherwise).
+pub(crate) fn status_filter(status: Option<&str>) -> Result<Option<RunStatus>, ApiError> {
+    status
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                bad_request(&format!(
+                    "`status` must be one of queued, running, waiting, completed, failed, canceled; got `{s}`"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// Parses a run id; an id that is not a UUID names no run.
-fn run_id(id: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn run_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound(format!("execution `{id}` does not exist")))
 }
 
 /// The stored run named by a path id, or 404.
-async fn existing_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
+pub(crate) async fn existing_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
     let id = run_id(id)?;
     state.store.get_run(id).await?.ok_or_else(|| not_found(id))
 }
@@ -553,8 +579,11 @@ pub async fn start(
             created_at: now,
         }],
     };
+    let created_events = new.events.clone();
     let (status, run) = match state.store.create_run(new).await {
         Ok(CreatedRun::New(run)) => {
+            // Before the launch, so live streams see `run.created` ahead of the run's own.
+            state.runtime.publish_created(&run, &created_events);
             state.runtime.launch(run.clone()).await?;
             (StatusCode::ACCEPTED, run)
         }
@@ -592,17 +621,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<JsonBody<RunList>, ApiError> {
-    let status = params
-        .status
-        .as_deref()
-        .map(|s| {
-            RunStatus::parse(s).ok_or_else(|| {
-                bad_request(&format!(
-                    "`status` must be one of queued, running, waiting, completed, failed, canceled; got `{s}`"
-                ))
-            })
-        })
-        .transpose()?;
+    let status = status_filter(params.status.as_deref())?;
     let before = params
         .cursor
         .as_deref()
@@ -738,14 +757,7 @@ pub async fn run_events(
         .run_events(id)
         .await?
         .into_iter()
-        .map(|e| EventView {
-            seq: e.seq,
-            kind: e.kind,
-            step_id: e.step_id,
-            actor: e.actor,
-            data: e.data,
-            created_at: e.created_at,
-        })
+        .map(EventView::from)
         .collect();
     Ok(JsonBody(EventList { items }))
 }
@@ -887,6 +899,7 @@ pub async fn approval_tokens(
         approvers,
         min_approvals,
         decisions,
+        ..
     } = &waiting.input
     else {
         return Err(ApiError::Conflict(

@@ -1,6 +1,12 @@
 //! [`SecretsService`]: stores, lists and deletes secrets for the API, and hands steps the
 //! decrypted values (as `scaff_core::http::SecretValues`), cached until a change made through
 //! this service, or for a short while when changes may come from elsewhere (other nodes).
+//!
+//! Every value it stores or opens is added to its redactor ([`scaff_core::redact::global`]
+//! unless [`SecretsService::with_redactor`] says otherwise) before anyone can read it, so logs,
+//! events and responses never show it. Values are only ever added: a deleted or replaced value
+//! stays redacted until the process ends (harmless, and it may still sit in older outputs), and
+//! a slow load of an older set cannot undo a newer one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use scaff_core::redact::{self, SharedRedactor};
 use scaff_core::run::Clock;
 use scaff_core::store::{SealedSecret, SecretStore};
 
@@ -64,6 +71,7 @@ pub struct SecretsService {
     clock: Arc<dyn Clock>,
     ttl: Duration,
     cache: Mutex<Cache>,
+    redactor: SharedRedactor,
 }
 
 impl fmt::Debug for SecretsService {
@@ -77,7 +85,8 @@ impl fmt::Debug for SecretsService {
 }
 
 impl SecretsService {
-    /// A service over `store`, sealing with `key`.
+    /// A service over `store`, sealing with `key`, teaching every value to the process-wide
+    /// redactor ([`redact::global`]).
     pub fn new(store: Arc<dyn SecretStore>, key: MasterKey, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
@@ -85,7 +94,19 @@ impl SecretsService {
             clock,
             ttl: DEFAULT_CACHE_TTL,
             cache: Mutex::new(Cache::default()),
+            redactor: redact::global().clone(),
         }
+    }
+
+    /// Teaches values to `redactor` instead of the process-wide one.
+    pub fn with_redactor(mut self, redactor: SharedRedactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// The redactor this service keeps up to date.
+    pub fn redactor(&self) -> &SharedRedactor {
+        &self.redactor
     }
 
     /// Reuses decrypted values for `ttl` (zero: read the store every time).
@@ -116,6 +137,8 @@ impl SecretsService {
         if !problems.is_empty() {
             return Err(SecretError::Invalid(problems));
         }
+        // Known to the redactor before any step can read it from the store.
+        self.redactor.add_secrets([value]);
         let existed = self.store.get_secret(name).await?;
         let now = self.clock.now();
         let sealed = SealedSecret {
@@ -150,14 +173,15 @@ impl SecretsService {
             .collect())
     }
 
-    /// Removes a secret; `false` when there was none.
+    /// Removes a secret; `false` when there was none. Its value stays redacted.
     pub async fn delete(&self, name: &str) -> Result<bool, SecretError> {
         let deleted = self.store.delete_secret(name).await;
         self.invalidate();
         Ok(deleted?)
     }
 
-    /// Every secret, decrypted; from the cache when it is fresh.
+    /// Every secret, decrypted; from the cache when it is fresh. Values read from the store
+    /// are added to the redactor before they are returned.
     pub async fn decrypted(&self) -> Result<Values, SecretError> {
         let generation = {
             let cache = self.lock();
@@ -180,6 +204,7 @@ impl SecretsService {
             let value = open(&self.key, &secret.name, &secret.ciphertext)?;
             values.insert(secret.name, value);
         }
+        self.redactor.add_secrets(values.values());
         let values = Arc::new(values);
         let mut cache = self.lock();
         if cache.generation == generation && !self.ttl.is_zero() {

@@ -355,3 +355,65 @@ async fn a_refused_rotation_leaves_the_files_as_they_were() {
         old.key_id()
     );
 }
+
+#[tokio::test]
+async fn stored_values_are_redacted_at_once_and_stay_redacted() {
+    let redactor = scaff_core::redact::SharedRedactor::default();
+    let secrets = service(Arc::new(MemoryStore::new()), MasterKey::generate())
+        .with_redactor(redactor.clone());
+    secrets.put("token", "first-value-123").await.expect("put");
+    assert_eq!(
+        redactor.current().text("x first-value-123 y"),
+        "x [REDACTED] y"
+    );
+    secrets
+        .put("token", "second-value-456")
+        .await
+        .expect("replace");
+    assert_eq!(
+        redactor.current().text("first-value-123 second-value-456"),
+        "[REDACTED] [REDACTED]",
+        "a replaced value stays redacted"
+    );
+    assert!(secrets.delete("token").await.expect("delete"));
+    assert_eq!(
+        redactor.current().text("second-value-456"),
+        "[REDACTED]",
+        "a deleted value stays redacted (harmless)"
+    );
+}
+
+#[tokio::test]
+async fn values_opened_from_the_store_are_redacted() {
+    // Stored by another node (another service over the same store).
+    let store = Arc::new(MemoryStore::new());
+    let key = MasterKey::generate();
+    let elsewhere = scaff_core::redact::SharedRedactor::default();
+    service(store.clone(), key.clone())
+        .with_redactor(elsewhere)
+        .put("api", "opened-value-789")
+        .await
+        .expect("put");
+    let redactor = scaff_core::redact::SharedRedactor::default();
+    let secrets = service(store, key).with_redactor(redactor.clone());
+    assert_eq!(
+        redactor.current().text("opened-value-789"),
+        "opened-value-789"
+    );
+    secrets.values().await.expect("values");
+    assert_eq!(redactor.current().text("opened-value-789"), "[REDACTED]");
+}
+
+#[tokio::test]
+async fn the_service_teaches_the_global_redactor_by_default() {
+    let secrets = service(Arc::new(MemoryStore::new()), MasterKey::generate());
+    secrets
+        .put("token", "global-secret-value-314")
+        .await
+        .expect("put");
+    let global = scaff_core::redact::global();
+    assert_eq!(
+        global.current().text("v=global-secret-value-314"),
+        "v=[REDACTED]"
+    );
+}

@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaff_core::run::{EventRecord, Run, RunError, StepRecord};
 use scaff_core::store::{
-    Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
-    RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
-    TemplateQuery, TemplateStore, TemplateVersion, WorkflowQuery, WorkflowStore, WorkflowSummary,
-    WorkflowVersion,
+    Checkpoint, CreatedRun, Health, NewMessage, NewRun, NewTemplateVersion, NewWorkflowVersion,
+    Page, RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
+    TemplateQuery, TemplateStore, TemplateVersion, TimerSpec, WorkflowQuery, WorkflowStore,
+    WorkflowSummary, WorkflowVersion,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
@@ -218,6 +218,52 @@ impl<'a> EventColumns<'a> {
     }
 }
 
+/// Timers to arm, as column arrays for `UNNEST`.
+struct TimerColumns<'a> {
+    id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    step_id: Vec<&'a str>,
+    version: Vec<i64>,
+    nth: Vec<i32>,
+    fire_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> TimerColumns<'a> {
+    fn of(timers: &'a [TimerSpec]) -> Self {
+        Self {
+            id: timers.iter().map(|_| Uuid::now_v7()).collect(),
+            kind: timers.iter().map(|t| t.kind.as_str()).collect(),
+            step_id: timers.iter().map(|t| t.step_id.as_str()).collect(),
+            version: timers.iter().map(|t| t.version).collect(),
+            nth: timers.iter().map(|t| t.nth).collect(),
+            fire_at: timers.iter().map(|t| t.fire_at).collect(),
+        }
+    }
+}
+
+/// Outbox messages to queue, as column arrays for `UNNEST`.
+struct MessageColumns<'a> {
+    id: Vec<Uuid>,
+    step_id: Vec<&'a str>,
+    kind: Vec<&'static str>,
+    recipient: Vec<&'a str>,
+    wait_version: Vec<i64>,
+    data: Vec<Json<&'a serde_json::Value>>,
+}
+
+impl<'a> MessageColumns<'a> {
+    fn of(messages: &'a [NewMessage]) -> Self {
+        Self {
+            id: messages.iter().map(|m| m.id).collect(),
+            step_id: messages.iter().map(|m| m.step_id.as_str()).collect(),
+            kind: messages.iter().map(|m| m.kind.as_str()).collect(),
+            recipient: messages.iter().map(|m| m.recipient.as_str()).collect(),
+            wait_version: messages.iter().map(|m| m.wait_version).collect(),
+            data: messages.iter().map(|m| Json(&m.data)).collect(),
+        }
+    }
+}
+
 /// Step records as column arrays, for `UNNEST`.
 struct StepColumns<'a> {
     seq: Vec<i32>,
@@ -266,6 +312,56 @@ impl PgStore {
         .map(Run::try_from)
         .transpose()
     }
+}
+
+/// The fenced UPDATE and the step/event inserts of a checkpoint, as one statement's CTEs:
+/// the inserts read from the UPDATE, so when the fence fails nothing at all is written.
+macro_rules! checkpoint_head {
+    () => {
+        "WITH upd AS ( \
+           UPDATE runs SET status = $3, current_step = $4, context = $5, waiting = $6, \
+             error = $7, step_seq = $8, event_seq = $9, updated_at = $10, \
+             finished_at = COALESCE($11, finished_at), step_state = $28, wake_at = $29, \
+             version = version + 1 \
+           WHERE id = $1 AND version = $2 \
+           RETURNING id, version \
+         ), st AS ( \
+           INSERT INTO run_steps (run_id, seq, step_id, step_type, attempt, status, input, \
+             output, error, started_at, finished_at) \
+           SELECT upd.id, s.seq, s.step_id, s.step_type, s.attempt, s.status, s.input, \
+             s.output, s.error, s.started_at, s.finished_at \
+           FROM upd, UNNEST($12::int4[], $13::text[], $14::text[], $15::int4[], \
+             $16::text[], $17::jsonb[], $18::jsonb[], $19::jsonb[], $20::timestamptz[], \
+             $21::timestamptz[]) \
+             AS s(seq, step_id, step_type, attempt, status, input, output, error, \
+               started_at, finished_at) \
+         ), ev AS ( \
+           INSERT INTO events (run_id, seq, kind, step_id, actor, data, created_at) \
+           SELECT upd.id, e.seq, e.kind, e.step_id, e.actor, e.data, e.created_at \
+           FROM upd, UNNEST($22::int4[], $23::text[], $24::text[], $25::text[], \
+             $26::jsonb[], $27::timestamptz[]) \
+             AS e(seq, kind, step_id, actor, data, created_at) \
+         )"
+    };
+}
+
+/// The timer and outbox inserts a checkpoint carries when a wait begins or a timer fires.
+#[allow(non_snake_case)]
+macro_rules! CHECKPOINT_EXTRAS {
+    () => {
+        ", tm AS ( \
+           INSERT INTO timers (id, run_id, kind, step_id, version, nth, fire_at) \
+           SELECT t.id, upd.id, t.kind, t.step_id, t.version, t.nth, t.fire_at \
+           FROM upd, UNNEST($30::uuid[], $31::text[], $32::text[], $33::int8[], $34::int4[], \
+             $35::timestamptz[]) AS t(id, kind, step_id, version, nth, fire_at) \
+         ), ob AS ( \
+           INSERT INTO outbox (id, run_id, step_id, kind, recipient, wait_version, data, \
+             created_at, next_attempt_at) \
+           SELECT o.id, upd.id, o.step_id, o.kind, o.recipient, o.wait_version, o.data, $10, $10 \
+           FROM upd, UNNEST($36::uuid[], $37::text[], $38::text[], $39::text[], $40::int8[], \
+             $41::jsonb[]) AS o(id, step_id, kind, recipient, wait_version, data) \
+         )"
+    };
 }
 
 #[async_trait]
@@ -379,64 +475,71 @@ impl RunStore for PgStore {
         let ev = EventColumns::of(&cp.events);
         // One statement, so one round trip and one implicit transaction: the inserts read
         // from the fenced UPDATE, so when it matches no row nothing at all is written.
-        let version: Option<i64> = sqlx::query_scalar(
-            "WITH upd AS ( \
-               UPDATE runs SET status = $3, current_step = $4, context = $5, waiting = $6, \
-                 error = $7, step_seq = $8, event_seq = $9, updated_at = $10, \
-                 finished_at = COALESCE($11, finished_at), step_state = $28, \
-                 version = version + 1 \
-               WHERE id = $1 AND version = $2 \
-               RETURNING id, version \
-             ), st AS ( \
-               INSERT INTO run_steps (run_id, seq, step_id, step_type, attempt, status, input, \
-                 output, error, started_at, finished_at) \
-               SELECT upd.id, s.seq, s.step_id, s.step_type, s.attempt, s.status, s.input, \
-                 s.output, s.error, s.started_at, s.finished_at \
-               FROM upd, UNNEST($12::int4[], $13::text[], $14::text[], $15::int4[], \
-                 $16::text[], $17::jsonb[], $18::jsonb[], $19::jsonb[], $20::timestamptz[], \
-                 $21::timestamptz[]) \
-                 AS s(seq, step_id, step_type, attempt, status, input, output, error, \
-                   started_at, finished_at) \
-             ), ev AS ( \
-               INSERT INTO events (run_id, seq, kind, step_id, actor, data, created_at) \
-               SELECT upd.id, e.seq, e.kind, e.step_id, e.actor, e.data, e.created_at \
-               FROM upd, UNNEST($22::int4[], $23::text[], $24::text[], $25::text[], \
-                 $26::jsonb[], $27::timestamptz[]) \
-                 AS e(seq, kind, step_id, actor, data, created_at) \
-             ) \
-             SELECT version FROM upd",
-        )
-        .bind(cp.run_id)
-        .bind(cp.expected_version)
-        .bind(cp.status.as_str())
-        .bind(&cp.current_step)
-        .bind(Json(&cp.context))
-        .bind(cp.waiting.as_ref().map(Json))
-        .bind(cp.error.as_ref().map(Json))
-        .bind(cp.step_seq)
-        .bind(cp.event_seq)
-        .bind(cp.at)
-        .bind(cp.finished_at)
-        .bind(&steps.seq)
-        .bind(&steps.step_id)
-        .bind(&steps.step_type)
-        .bind(&steps.attempt)
-        .bind(&steps.status)
-        .bind(&steps.input)
-        .bind(&steps.output)
-        .bind(&steps.error)
-        .bind(&steps.started_at)
-        .bind(&steps.finished_at)
-        .bind(&ev.seq)
-        .bind(&ev.kind)
-        .bind(&ev.step_id)
-        .bind(&ev.actor)
-        .bind(&ev.data)
-        .bind(&ev.created_at)
-        .bind(cp.step_state.as_ref().map(Json))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        // Timers and messages are rare (a wait begins, a reminder fires): the common
+        // checkpoint keeps the shorter statement.
+        let extras = !cp.timers.is_empty() || !cp.messages.is_empty();
+        let sql = if extras {
+            concat!(
+                checkpoint_head!(),
+                CHECKPOINT_EXTRAS!(),
+                " SELECT version FROM upd"
+            )
+        } else {
+            concat!(checkpoint_head!(), " SELECT version FROM upd")
+        };
+        let query = sqlx::query_scalar(sql)
+            .bind(cp.run_id)
+            .bind(cp.expected_version)
+            .bind(cp.status.as_str())
+            .bind(&cp.current_step)
+            .bind(Json(&cp.context))
+            .bind(cp.waiting.as_ref().map(Json))
+            .bind(cp.error.as_ref().map(Json))
+            .bind(cp.step_seq)
+            .bind(cp.event_seq)
+            .bind(cp.at)
+            .bind(cp.finished_at)
+            .bind(&steps.seq)
+            .bind(&steps.step_id)
+            .bind(&steps.step_type)
+            .bind(&steps.attempt)
+            .bind(&steps.status)
+            .bind(&steps.input)
+            .bind(&steps.output)
+            .bind(&steps.error)
+            .bind(&steps.started_at)
+            .bind(&steps.finished_at)
+            .bind(&ev.seq)
+            .bind(&ev.kind)
+            .bind(&ev.step_id)
+            .bind(&ev.actor)
+            .bind(&ev.data)
+            .bind(&ev.created_at)
+            .bind(cp.step_state.as_ref().map(Json))
+            .bind(cp.wake_at);
+        let query = if extras {
+            let t = TimerColumns::of(&cp.timers);
+            let m = MessageColumns::of(&cp.messages);
+            query
+                .bind(t.id)
+                .bind(t.kind)
+                .bind(t.step_id)
+                .bind(t.version)
+                .bind(t.nth)
+                .bind(t.fire_at)
+                .bind(m.id)
+                .bind(m.step_id)
+                .bind(m.kind)
+                .bind(m.recipient)
+                .bind(m.wait_version)
+                .bind(m.data)
+        } else {
+            query
+        };
+        let version: Option<i64> = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
         version.ok_or(StoreError::Fenced {
             run_id: cp.run_id,
             expected: cp.expected_version,

@@ -198,7 +198,7 @@ macro_rules! run_columns {
     () => {
         "id, workflow_id, workflow_version, status, current_step, context, waiting, error, \
          step_state, pins, version, step_seq, event_seq, idempotency_key, request_fingerprint, \
-         created_by, created_at, updated_at, finished_at"
+         created_by, created_at, updated_at, finished_at, wake_at"
     };
 }
 pub(super) use run_columns;
@@ -246,6 +246,7 @@ pub(super) struct RunRow<Id> {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    wake_at: Option<DateTime<Utc>>,
 }
 
 impl<Id: Into<Uuid>> TryFrom<RunRow<Id>> for Run {
@@ -275,6 +276,7 @@ impl<Id: Into<Uuid>> TryFrom<RunRow<Id>> for Run {
             created_at: r.created_at,
             updated_at: r.updated_at,
             finished_at: r.finished_at,
+            wake_at: r.wake_at,
         })
     }
 }
@@ -321,6 +323,7 @@ pub(super) fn new_run(new: NewRun) -> (Run, Vec<EventRecord>) {
         created_at: new.created_at,
         updated_at: new.created_at,
         finished_at: None,
+        wake_at: None,
     };
     (run, new.events)
 }

@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use scaff_core::run::{EventRecord, Run, StepRecord};
 use scaff_core::store::{
-    Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
-    RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
-    TemplateQuery, TemplateStore, TemplateVersion, WorkflowQuery, WorkflowStore, WorkflowSummary,
-    WorkflowVersion,
+    Checkpoint, CreatedRun, Health, NewMessage, NewRun, NewTemplateVersion, NewWorkflowVersion,
+    Page, RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
+    TemplateQuery, TemplateStore, TemplateVersion, TimerSpec, WorkflowQuery, WorkflowStore,
+    WorkflowSummary, WorkflowVersion,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -48,6 +48,11 @@ impl SqliteStore {
     /// The reader pool (for queries defined in sibling modules).
     pub(super) fn reader(&self) -> &SqlitePool {
         &self.read
+    }
+
+    /// The single writer connection (for writes defined in sibling modules).
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.write
     }
 
     /// Opens (creating if missing) and migrates, when asked.
@@ -210,12 +215,14 @@ impl WorkflowStore for SqliteStore {
 
 /// A timestamp as stored in the run tables: RFC 3339, UTC, always six fractional digits, so
 /// that TEXT order is time order (ordering and cursors compare the text).
-fn ts(t: DateTime<Utc>) -> String {
+/// A time as SQLite keeps it: RFC 3339 text in UTC with microseconds (sorts as text).
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// A UUID as stored: hyphenated TEXT (sqlx would bind a bare `Uuid` as a BLOB).
-fn text_id(id: Uuid) -> Hyphenated {
+/// A UUID as SQLite keeps it: hyphenated text.
+pub(super) fn text_id(id: Uuid) -> Hyphenated {
     id.hyphenated()
 }
 
@@ -236,6 +243,55 @@ async fn insert_events(
         .bind(&e.actor)
         .bind(Json(&e.data))
         .bind(ts(e.created_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_timers(
+    conn: &mut SqliteConnection,
+    run_id: Uuid,
+    timers: &[TimerSpec],
+) -> Result<(), sqlx::Error> {
+    for t in timers {
+        sqlx::query(
+            "INSERT INTO timers (id, run_id, kind, step_id, version, nth, fire_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(text_id(Uuid::now_v7()))
+        .bind(text_id(run_id))
+        .bind(t.kind.as_str())
+        .bind(&t.step_id)
+        .bind(t.version)
+        .bind(t.nth)
+        .bind(ts(t.fire_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_messages(
+    conn: &mut SqliteConnection,
+    run_id: Uuid,
+    at: DateTime<Utc>,
+    messages: &[NewMessage],
+) -> Result<(), sqlx::Error> {
+    for m in messages {
+        sqlx::query(
+            "INSERT INTO outbox (id, run_id, step_id, kind, recipient, wait_version, data, \
+               created_at, next_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        )
+        .bind(text_id(m.id))
+        .bind(text_id(run_id))
+        .bind(&m.step_id)
+        .bind(m.kind.as_str())
+        .bind(&m.recipient)
+        .bind(m.wait_version)
+        .bind(Json(&m.data))
+        .bind(ts(at))
         .execute(&mut *conn)
         .await?;
     }
@@ -366,7 +422,7 @@ impl RunStore for SqliteStore {
         let version: Option<i64> = sqlx::query_scalar(
             "UPDATE runs SET status = ?3, current_step = ?4, context = ?5, waiting = ?6, \
              error = ?7, step_seq = ?8, event_seq = ?9, updated_at = ?10, \
-             finished_at = COALESCE(?11, finished_at), step_state = ?12, \
+             finished_at = COALESCE(?11, finished_at), step_state = ?12, wake_at = ?13, \
              version = version + 1 \
              WHERE id = ?1 AND version = ?2 \
              RETURNING version",
@@ -383,6 +439,7 @@ impl RunStore for SqliteStore {
         .bind(ts(cp.at))
         .bind(cp.finished_at.map(ts))
         .bind(cp.step_state.as_ref().map(Json))
+        .bind(cp.wake_at.map(ts))
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -397,6 +454,12 @@ impl RunStore for SqliteStore {
             .await
             .map_err(unavailable)?;
         insert_events(&mut tx, cp.run_id, &cp.events)
+            .await
+            .map_err(unavailable)?;
+        insert_timers(&mut tx, cp.run_id, &cp.timers)
+            .await
+            .map_err(unavailable)?;
+        insert_messages(&mut tx, cp.run_id, cp.at, &cp.messages)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;

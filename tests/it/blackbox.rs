@@ -259,12 +259,14 @@ async fn migrate_prepares_a_database_and_exits() {
         tables,
         [
             "events",
+            "outbox",
             "run_steps",
             "runs",
             "secrets",
             "settings",
             "templates",
-            "workflows"
+            "timers",
+            "workflows",
         ]
     );
 

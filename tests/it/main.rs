@@ -8,9 +8,12 @@
 //! - `api_approvals`: approval decisions: per-approver tokens, quorum, rejection, 403/409;
 //! - `api_secrets`: the secrets API (sealed at rest, never returned) and `scaff secrets rotate-key`;
 //! - `api_executions`: runs through the router: lifecycle, tokens, idempotency, concurrency;
+//! - `notifications`: approval messages over a real SMTP server on loopback (tokens that
+//!   decide, retries), the log transport, and `GET /v1/outbox`;
 //! - `durability`: kill -9 and restart on PostgreSQL; ten thousand parked runs;
 //! - `blog_post`: examples/blog_post.yaml end to end against local CMS and chat servers;
 //! - `blackbox`: the built `scaff` binary as a user runs it (HTTP, CLI, signals);
+//! - `streams`: live event streams (SSE) over real HTTP: a run's, resumed, and every run's;
 //! - `openapi`: the committed `openapi.yaml` is what the server serves.
 
 mod api_ai;
@@ -23,6 +26,10 @@ mod api_workflows;
 mod blackbox;
 mod blog_post;
 mod durability;
+mod notifications;
 mod openapi;
+mod redaction;
 mod store_contract;
+mod streams;
 mod support;
+mod timers;

@@ -34,6 +34,8 @@ fn every_route_of_the_contract_is_described() {
         "/v1/workflows/{id}/versions",
         "/v1/workflows/{id}/versions/{version}",
         "/v1/workflows/{id}/validate",
+        "/v1/executions/{id}/stream",
+        "/v1/events/stream",
         "/healthz",
         "/readyz",
         "/openapi.yaml",

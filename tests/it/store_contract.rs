@@ -321,6 +321,9 @@ mod runs {
             event_seq: run.event_seq,
             finished_at: None,
             at,
+            timers: vec![],
+            messages: vec![],
+            wake_at: None,
         }
     }
 
@@ -387,6 +390,7 @@ mod runs {
             created_at: at,
             updated_at: at,
             finished_at: None,
+            wake_at: None,
         };
         assert_eq!(run, expected, "create returns the stored run");
         let read = s.get_run(id).await.expect("get").expect("exists");
@@ -530,9 +534,12 @@ mod runs {
                 approvers: vec!["boss@example.com".into()],
                 min_approvals: 1,
                 decisions: Vec::new(),
+                message: None,
             },
             since: t2,
             version: 2,
+            deadline: None,
+            reminders_sent: 0,
         };
         let mut ctx = context();
         ctx.runtime = obj(json!({"title": "Hello", "score": 0.5}));
@@ -587,6 +594,9 @@ mod runs {
             event_seq: 4,
             finished_at: None,
             at: t2,
+            timers: vec![],
+            messages: vec![],
+            wake_at: None,
         };
         assert_eq!(s.checkpoint(&cp).await.expect("checkpoint"), 2);
         let read = s.get_run(run.id).await.expect("get").expect("exists");
@@ -643,6 +653,9 @@ mod runs {
             event_seq: 5,
             finished_at: Some(t3),
             at: t3,
+            timers: vec![],
+            messages: vec![],
+            wake_at: None,
         };
         assert_eq!(s.checkpoint(&cp).await.expect("checkpoint"), 3);
 
@@ -1439,5 +1452,390 @@ mod secrets {
         replacing_a_secret_keeps_created_at_and_moves_updated_at,
         all_secrets_are_listed_by_name,
         deleting_says_whether_there_was_a_secret,
+    );
+}
+
+/// The notification outbox, on SQLite, PostgreSQL and the in-memory reference store: messages
+/// queued by checkpoints, claimed by senders (exclusively, under a lease), delivered or failed.
+mod outbox {
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration, SubsecRound, Utc};
+    use scaff_core::run::{Context, Run, RunStatus};
+    use scaff_core::store::{
+        Checkpoint, CreatedRun, MessageKind, MessageStatus, NewMessage, NewRun, OutboxMessage,
+        OutboxQuery, Store,
+    };
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::new as new_workflow;
+    use crate::on_all_stores;
+    use crate::support::TestDb;
+
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn at() -> DateTime<Utc> {
+        Utc::now().trunc_subsecs(6) - Duration::hours(1)
+    }
+
+    async fn store_with_run(db: &TestDb, when: DateTime<Utc>) -> (Arc<dyn Store>, Run) {
+        let s = db.store.clone();
+        if s.latest_workflow("wf").await.expect("read").is_none() {
+            s.create_workflow(new_workflow("wf", "Flow"))
+                .await
+                .expect("wf");
+        }
+        let run = match s
+            .create_run(NewRun {
+                id: Uuid::now_v7(),
+                workflow_id: "wf".into(),
+                workflow_version: 1,
+                context: Context::default(),
+                pins: BTreeMap::new(),
+                idempotency_key: None,
+                request_fingerprint: None,
+                created_by: None,
+                created_at: when,
+                events: vec![],
+            })
+            .await
+            .expect("create run")
+        {
+            CreatedRun::New(run) => run,
+            other => panic!("expected a new run, got {other:?}"),
+        };
+        (s, run)
+    }
+
+    /// `n` message ids in increasing order (UUIDv7 sorts by time).
+    fn ids(n: usize) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+        ids.sort();
+        ids
+    }
+
+    fn message(id: Uuid, kind: MessageKind, recipient: &str) -> NewMessage {
+        NewMessage {
+            id,
+            kind,
+            recipient: recipient.to_string(),
+            step_id: "check".into(),
+            wait_version: 2,
+            data: json!({"workflow_id": "wf", "workflow_name": "Flow ✓", "message": null,
+                         "min_approvals": 1, "deadline": null, "reminder": 0}),
+        }
+    }
+
+    /// Queues `messages` for `run` in a checkpoint at `when`.
+    async fn queue(s: &Arc<dyn Store>, run: &Run, when: DateTime<Utc>, messages: Vec<NewMessage>) {
+        s.checkpoint(&Checkpoint {
+            run_id: run.id,
+            expected_version: run.version,
+            status: RunStatus::Waiting,
+            current_step: Some("check".into()),
+            context: run.context.clone(),
+            step_state: None,
+            waiting: None,
+            error: None,
+            steps: vec![],
+            events: vec![],
+            step_seq: run.step_seq,
+            event_seq: run.event_seq,
+            finished_at: None,
+            at: when,
+            timers: vec![],
+            messages,
+            wake_at: None,
+        })
+        .await
+        .expect("checkpoint");
+    }
+
+    fn ids_of(messages: &[OutboxMessage]) -> Vec<Uuid> {
+        messages.iter().map(|m| m.message.id).collect()
+    }
+
+    async fn all(s: &Arc<dyn Store>) -> Vec<OutboxMessage> {
+        s.list_messages(&OutboxQuery {
+            limit: 200,
+            ..OutboxQuery::default()
+        })
+        .await
+        .expect("list")
+        .items
+    }
+
+    async fn queued_messages_round_trip_and_claims_are_leased(db: &TestDb) {
+        let t = at();
+        let (s, run) = store_with_run(db, t).await;
+        let id = ids(3);
+        let queued = vec![
+            message(id[0], MessageKind::ApprovalRequested, "ann@example.com"),
+            message(id[1], MessageKind::ApprovalRequested, "bob@example.com"),
+            message(id[2], MessageKind::ApprovalReminder, "max@example.com"),
+        ];
+        queue(&s, &run, t, queued.clone()).await;
+
+        let listed = all(&s).await;
+        assert_eq!(ids_of(&listed), [id[2], id[1], id[0]], "newest first");
+        assert_eq!(
+            listed[2],
+            OutboxMessage {
+                message: queued[0].clone(),
+                run_id: run.id,
+                status: MessageStatus::Pending,
+                attempts: 0,
+                last_error: None,
+                subject: None,
+                body: None,
+                created_at: t,
+                next_attempt_at: t,
+                sent_at: None,
+            },
+            "every field round-trips"
+        );
+        assert_eq!(listed[0].message.kind, MessageKind::ApprovalReminder);
+
+        let early = s
+            .claim_messages(t - Duration::seconds(1), LEASE, 10)
+            .await
+            .expect("claim");
+        assert!(early.is_empty(), "nothing is due before it was queued");
+        let first = s.claim_messages(t, LEASE, 2).await.expect("claim");
+        assert_eq!(
+            ids_of(&first),
+            [id[0], id[1]],
+            "oldest first, up to the limit"
+        );
+        assert!(
+            first
+                .iter()
+                .all(|m| m.next_attempt_at == t + Duration::seconds(60)),
+            "claimed messages are leased"
+        );
+        let second = s.claim_messages(t, LEASE, 10).await.expect("claim");
+        assert_eq!(ids_of(&second), [id[2]], "leased messages are skipped");
+        assert!(
+            s.claim_messages(t + Duration::seconds(59), LEASE, 10)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        let lapsed = s
+            .claim_messages(t + Duration::seconds(60), LEASE, 10)
+            .await
+            .expect("claim");
+        assert_eq!(
+            ids_of(&lapsed),
+            [id[0], id[1], id[2]],
+            "a lapsed lease lets another sender retry"
+        );
+    }
+
+    async fn deliveries_and_failures_are_recorded(db: &TestDb) {
+        let t = at();
+        let (s, run) = store_with_run(db, t).await;
+        let id = ids(2);
+        queue(
+            &s,
+            &run,
+            t,
+            vec![
+                message(id[0], MessageKind::ApprovalRequested, "ann@example.com"),
+                message(id[1], MessageKind::ApprovalRequested, "bob@example.com"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            s.claim_messages(t, LEASE, 10).await.expect("claim").len(),
+            2
+        );
+
+        // A transient failure: retried at the given time.
+        s.mark_failed(id[0], "451 try later", Some(t + Duration::seconds(5)))
+            .await
+            .expect("failed");
+        let a = &all(&s).await[1];
+        assert_eq!(
+            (
+                a.status,
+                a.attempts,
+                a.last_error.as_deref(),
+                a.next_attempt_at
+            ),
+            (
+                MessageStatus::Pending,
+                1,
+                Some("451 try later"),
+                t + Duration::seconds(5)
+            )
+        );
+        assert!(
+            s.claim_messages(t + Duration::seconds(4), LEASE, 10)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        let retried = s
+            .claim_messages(t + Duration::seconds(5), LEASE, 10)
+            .await
+            .expect("claim");
+        assert_eq!(ids_of(&retried), [id[0]]);
+        assert_eq!(retried[0].attempts, 1);
+
+        // Delivered on the second attempt.
+        let sent_at = t + Duration::seconds(6) + Duration::microseconds(7);
+        s.mark_sent(id[0], "Approval needed", "Hello,\nbody ✓", sent_at)
+            .await
+            .expect("sent");
+        // A permanent failure: given up on.
+        s.mark_failed(id[1], "550 no such user", None)
+            .await
+            .expect("failed");
+
+        let listed = all(&s).await;
+        let (b, a) = (&listed[0], &listed[1]);
+        assert_eq!(a.status, MessageStatus::Sent);
+        assert_eq!(a.attempts, 2);
+        assert_eq!(a.subject.as_deref(), Some("Approval needed"));
+        assert_eq!(a.body.as_deref(), Some("Hello,\nbody ✓"));
+        assert_eq!(a.sent_at, Some(sent_at));
+        assert_eq!(a.last_error, None, "a delivery clears the last error");
+        assert_eq!(b.status, MessageStatus::Failed);
+        assert_eq!(b.attempts, 1);
+        assert_eq!(b.last_error.as_deref(), Some("550 no such user"));
+        assert_eq!(b.sent_at, None);
+        assert!(
+            s.claim_messages(t + Duration::days(1), LEASE, 10)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "sent and failed messages are never claimed again"
+        );
+    }
+
+    async fn listing_filters_and_pages_newest_first(db: &TestDb) {
+        let t = at();
+        let (s, one) = store_with_run(db, t).await;
+        let (_, two) = store_with_run(db, t).await;
+        let id = ids(5);
+        queue(
+            &s,
+            &one,
+            t,
+            id[..3]
+                .iter()
+                .map(|i| message(*i, MessageKind::ApprovalRequested, "ann@example.com"))
+                .collect(),
+        )
+        .await;
+        queue(
+            &s,
+            &two,
+            t,
+            id[3..]
+                .iter()
+                .map(|i| message(*i, MessageKind::ApprovalReminder, "bob@example.com"))
+                .collect(),
+        )
+        .await;
+        s.mark_sent(id[1], "s", "b", t).await.expect("sent");
+        s.mark_sent(id[4], "s", "b", t).await.expect("sent");
+
+        let list = |q: OutboxQuery| {
+            let s = s.clone();
+            async move { s.list_messages(&q).await.expect("list") }
+        };
+        let of_one = list(OutboxQuery {
+            run_id: Some(one.id),
+            limit: 50,
+            ..OutboxQuery::default()
+        })
+        .await;
+        assert_eq!(ids_of(&of_one.items), [id[2], id[1], id[0]]);
+        assert_eq!(of_one.next_after, None);
+        let sent = list(OutboxQuery {
+            status: Some(MessageStatus::Sent),
+            limit: 50,
+            ..OutboxQuery::default()
+        })
+        .await;
+        assert_eq!(ids_of(&sent.items), [id[4], id[1]]);
+        let pending_of_two = list(OutboxQuery {
+            status: Some(MessageStatus::Pending),
+            run_id: Some(two.id),
+            limit: 50,
+            ..OutboxQuery::default()
+        })
+        .await;
+        assert_eq!(ids_of(&pending_of_two.items), [id[3]]);
+        assert!(
+            list(OutboxQuery {
+                status: Some(MessageStatus::Failed),
+                limit: 50,
+                ..OutboxQuery::default()
+            })
+            .await
+            .items
+            .is_empty()
+        );
+
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = list(OutboxQuery {
+                before,
+                limit: 2,
+                ..OutboxQuery::default()
+            })
+            .await;
+            assert!(page.items.len() <= 2);
+            seen.extend(ids_of(&page.items));
+            match page.next_after {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        let mut newest_first = id.clone();
+        newest_first.reverse();
+        assert_eq!(
+            seen, newest_first,
+            "pages cover everything once, newest first"
+        );
+    }
+
+    async fn concurrent_claims_never_share_a_message(db: &TestDb) {
+        let t = at();
+        let (s, run) = store_with_run(db, t).await;
+        let id = ids(20);
+        queue(
+            &s,
+            &run,
+            t,
+            id.iter()
+                .map(|i| message(*i, MessageKind::ApprovalRequested, "ann@example.com"))
+                .collect(),
+        )
+        .await;
+        let claims = (0..4).map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_messages(t, LEASE, 6).await.expect("claim") })
+        });
+        let mut claimed = Vec::new();
+        for c in claims {
+            claimed.extend(ids_of(&c.await.expect("task")));
+        }
+        let distinct: HashSet<Uuid> = claimed.iter().copied().collect();
+        assert_eq!(distinct.len(), claimed.len(), "no message claimed twice");
+        assert_eq!(claimed.len(), 20, "every message claimed by someone");
+    }
+
+    on_all_stores!(
+        queued_messages_round_trip_and_claims_are_leased,
+        deliveries_and_failures_are_recorded,
+        listing_filters_and_pages_newest_first,
+        concurrent_claims_never_share_a_message,
     );
 }

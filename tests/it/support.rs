@@ -315,6 +315,20 @@ impl TestApp {
     pub async fn post_yaml(&self, path: &str, yaml: &str) -> Reply {
         self.post(path, "application/yaml", yaml.to_string()).await
     }
+
+    /// Serves the router over real HTTP on a free loopback port, for as long as the test's
+    /// runtime lives; returns the address.
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        addr
+    }
 }
 
 /// Reads an example workflow (`examples/`, copies of `../shared/examples`).
@@ -371,9 +385,16 @@ pub struct Server {
     pub child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Every line it wrote to stderr so far.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
+    /// The lines the server has logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// Starts `scaff serve --listen 127.0.0.1:0` in `cwd` with extra env, and waits (bounded)
     /// for the log line that names the bound address.
     pub fn start(cwd: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Server {
@@ -391,8 +412,13 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn scaff");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = kept.lock() {
+                    l.push(line.clone());
+                }
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     if let Some(addr) = v["address"].as_str().and_then(|a| a.parse().ok()) {
                         let _ = tx.send(Ok::<SocketAddr, String>(addr));
@@ -407,7 +433,7 @@ impl Server {
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(Ok(addr)) => return Server { child, addr },
+                Ok(Ok(addr)) => return Server { child, addr, logs },
                 Ok(Err(line)) => other.push(line),
                 Err(_) => {
                     let _ = child.kill();
@@ -427,5 +453,237 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One message an [`SmtpSink`] accepted.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    /// The envelope sender (`MAIL FROM`).
+    pub from: String,
+    /// The envelope recipients (`RCPT TO`).
+    pub to: Vec<String>,
+    /// The message as sent after `DATA` (headers and encoded body), dot-stuffing undone.
+    pub data: String,
+}
+
+impl ReceivedMail {
+    /// A header's value (folded lines joined), by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        let mut value: Option<String> = None;
+        for line in head.split("\r\n") {
+            if line.starts_with([' ', '\t']) {
+                if let Some(v) = value.as_mut() {
+                    v.push(' ');
+                    v.push_str(line.trim_start());
+                }
+                continue;
+            }
+            if value.is_some() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':')
+                && n.eq_ignore_ascii_case(name)
+            {
+                value = Some(v.trim().to_string());
+            }
+        }
+        value
+    }
+
+    /// The body, decoded from its transfer encoding (7bit, quoted-printable or base64), with
+    /// `\n` line ends.
+    pub fn body(&self) -> String {
+        let raw = self.data.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let encoding = self
+            .header("Content-Transfer-Encoding")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let bytes = match encoding.as_str() {
+            "quoted-printable" => decode_quoted_printable(raw),
+            "base64" => {
+                use base64::Engine;
+                let compact: String = raw.split_whitespace().collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .expect("base64 body")
+            }
+            _ => raw.as_bytes().to_vec(),
+        };
+        String::from_utf8(bytes)
+            .expect("utf-8 body")
+            .replace("\r\n", "\n")
+    }
+}
+
+fn decode_quoted_printable(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'=' if bytes[i + 1..].starts_with(b"\r\n") => i += 3,
+            b'=' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("hex");
+                out.push(u8::from_str_radix(hex, 16).expect("quoted-printable escape"));
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct SinkState {
+    mails: Vec<ReceivedMail>,
+    refuse_left: usize,
+    refused: usize,
+}
+
+/// A minimal SMTP server on a loopback port that records every message it accepts, and can
+/// refuse (451, a transient error) the first few `MAIL` commands to exercise retries.
+pub struct SmtpSink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<std::sync::Mutex<SinkState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SmtpSink {
+    /// A sink that accepts everything.
+    pub async fn start() -> SmtpSink {
+        Self::refusing(0).await
+    }
+
+    /// A sink that answers 451 to the first `n` `MAIL` commands.
+    pub async fn refusing(n: usize) -> SmtpSink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the SMTP sink");
+        let addr = listener.local_addr().expect("address");
+        let state = Arc::new(std::sync::Mutex::new(SinkState {
+            refuse_left: n,
+            ..SinkState::default()
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(smtp_session(socket, shared.clone()));
+            }
+        });
+        SmtpSink { addr, state, task }
+    }
+
+    /// `smtp://ADDR`, for `SMTP_URL`.
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    /// The messages accepted so far.
+    pub fn mails(&self) -> Vec<ReceivedMail> {
+        self.state.lock().expect("sink state").mails.clone()
+    }
+
+    /// How many `MAIL` commands were refused.
+    pub fn refused(&self) -> usize {
+        self.state.lock().expect("sink state").refused
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The address inside `<…>` of a `MAIL FROM:`/`RCPT TO:` argument.
+fn angle_address(arg: &str) -> String {
+    match (arg.find('<'), arg.find('>')) {
+        (Some(a), Some(b)) if a < b => arg[a + 1..b].to_string(),
+        _ => arg.trim().to_string(),
+    }
+}
+
+async fn smtp_session(socket: tokio::net::TcpStream, state: Arc<std::sync::Mutex<SinkState>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let (read, mut write) = socket.into_split();
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    if write.write_all(b"220 sink ESMTP ready\r\n").await.is_err() {
+        return;
+    }
+    let mut from: Option<String> = None;
+    let mut to: Vec<String> = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let upper = line.to_ascii_uppercase();
+        let answer: &str = if upper.starts_with("EHLO") {
+            "250-sink greets you\r\n250 HELP\r\n"
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            "250 OK\r\n"
+        } else if upper.starts_with("RSET") {
+            from = None;
+            to.clear();
+            "250 OK\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            let mut s = state.lock().expect("sink state");
+            if s.refuse_left > 0 {
+                s.refuse_left -= 1;
+                s.refused += 1;
+                "451 4.3.0 try again later\r\n"
+            } else {
+                from = Some(angle_address(&line["MAIL FROM:".len()..]));
+                to.clear();
+                "250 OK\r\n"
+            }
+        } else if upper.starts_with("RCPT TO:") {
+            if from.is_some() {
+                to.push(angle_address(&line["RCPT TO:".len()..]));
+                "250 OK\r\n"
+            } else {
+                "503 5.5.1 MAIL first\r\n"
+            }
+        } else if upper == "DATA" {
+            if from.is_none() || to.is_empty() {
+                "503 5.5.1 no recipients\r\n"
+            } else {
+                if write
+                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let mut data: Vec<String> = Vec::new();
+                loop {
+                    match lines.next_line().await {
+                        Ok(Some(l)) if l == "." => break,
+                        // Dot-stuffing: a line's leading dot was doubled.
+                        Ok(Some(l)) => data.push(match l.strip_prefix('.') {
+                            Some(rest) => rest.to_string(),
+                            None => l,
+                        }),
+                        _ => return,
+                    }
+                }
+                state.lock().expect("sink state").mails.push(ReceivedMail {
+                    from: from.take().unwrap_or_default(),
+                    to: std::mem::take(&mut to),
+                    data: data.join("\r\n"),
+                });
+                "250 2.0.0 queued\r\n"
+            }
+        } else if upper.starts_with("QUIT") {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            "502 5.5.2 command not recognized\r\n"
+        };
+        if write.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
     }
 }

@@ -14,8 +14,9 @@ use super::{
     Decision, EventRecord, Run, RunError, RunStatus, StepRecord, StepStatus, Waiting, WaitingInput,
     events,
 };
-use crate::store::Checkpoint;
+use crate::store::{Checkpoint, MessageKind, NewMessage, TimerKind, TimerSpec};
 use crate::workflow::field::{FieldError, resolve_inputs};
+use crate::workflow::{StepKind, WaitPolicy};
 
 /// The most steps one run may execute: a workflow with `allow_cycles` whose loop never exits
 /// fails with `run.step_limit` instead of running forever.
@@ -69,6 +70,17 @@ pub enum Input {
         actor: Option<String>,
         /// Why, when given.
         reason: Option<String>,
+    },
+    /// A durable timer armed by an earlier checkpoint is due.
+    TimerFired {
+        /// What it does.
+        kind: TimerKind,
+        /// The step it concerns.
+        step_id: String,
+        /// The version it fences on (the wait's, or the run's for retries).
+        version: i64,
+        /// Which reminder, or which attempt a retry runs.
+        nth: i32,
     },
     /// The current step kept crashing the run's actor; give up on it.
     Crashed {
@@ -142,6 +154,8 @@ struct Draft {
     run: Run,
     events: Vec<EventRecord>,
     steps: Vec<StepRecord>,
+    timers: Vec<TimerSpec>,
+    messages: Vec<NewMessage>,
     now: DateTime<Utc>,
 }
 
@@ -212,6 +226,9 @@ impl Draft {
     /// Seals the draft into a checkpoint followed by `then`.
     fn commit(mut self, expected_version: i64, then: Effect) -> Transition {
         self.scrub_nul();
+        if self.run.status != RunStatus::Running {
+            self.run.wake_at = None;
+        }
         self.run.updated_at = self.now;
         if self.run.status.is_terminal() && self.run.finished_at.is_none() {
             self.run.finished_at = Some(self.now);
@@ -234,6 +251,9 @@ impl Draft {
                 .finished_at
                 .filter(|_| self.run.status.is_terminal()),
             at: self.now,
+            timers: self.timers,
+            messages: self.messages,
+            wake_at: self.run.wake_at,
         };
         self.run.version = expected_version + 1;
         Transition {
@@ -256,6 +276,8 @@ impl Machine<'_> {
             run: run.clone(),
             events: self.pending_events.to_vec(),
             steps: Vec::new(),
+            timers: Vec::new(),
+            messages: Vec::new(),
             now,
         };
         let expected = run.version;
@@ -280,8 +302,27 @@ impl Machine<'_> {
                 for e in reported {
                     draft.event(&e.kind, Some(&step_id), None, e.data);
                 }
-                if let StepOutcome::Continue { state } = outcome {
+                draft.run.wake_at = None;
+                if let StepOutcome::Continue { state, retry_at } = outcome {
                     draft.run.step_state = Some(state);
+                    if let Some(at) = retry_at.filter(|at| *at > now) {
+                        // A long back-off: park on a durable timer, holding no memory.
+                        draft.run.wake_at = Some(at);
+                        draft.timers.push(TimerSpec {
+                            kind: TimerKind::Retry,
+                            step_id: step_id.clone(),
+                            version: expected + 1,
+                            nth: attempt + 1,
+                            fire_at: at,
+                        });
+                        draft.event(
+                            events::STEP_RETRY_SCHEDULED,
+                            Some(&step_id),
+                            None,
+                            json!({"attempt": attempt + 1, "at": at}),
+                        );
+                        return Ok(draft.commit(expected, Effect::Passivate));
+                    }
                     return Ok(draft.commit(
                         expected,
                         Effect::RunStep {
@@ -397,6 +438,12 @@ impl Machine<'_> {
                 );
                 Ok(draft.commit(expected, Effect::Stop))
             }
+            Input::TimerFired {
+                kind,
+                step_id,
+                version,
+                nth,
+            } => fire(self.workflow, draft, expected, kind, &step_id, version, nth),
             Input::Crashed { message } => {
                 if run.status.is_terminal() {
                     return Err(Rejection::Terminal(run.status));
@@ -456,6 +503,7 @@ fn decide(
         approvers,
         min_approvals,
         mut decisions,
+        message,
     } = waiting.input
     else {
         return Err(Rejection::WrongInput(
@@ -513,6 +561,7 @@ fn decide(
                 approvers,
                 min_approvals,
                 decisions,
+                message,
             },
             ..waiting
         });
@@ -614,9 +663,17 @@ fn drive(wf: &CompiledWorkflow, mut draft: Draft) -> Transition {
                 attempt: 1,
             }]
         }
+        RunStatus::Running if draft.run.wake_at.is_some_and(|at| at > draft.now) => {
+            // Parked for a back-off: its retry timer wakes it.
+            vec![Effect::Passivate]
+        }
         RunStatus::Running => match draft.run.current_step.clone() {
             Some(step) => {
-                draft.event(events::RUN_RECOVERED, Some(&step), None, json!({}));
+                // A parked run whose back-off is over just wakes up; anything else running
+                // was interrupted by a crash or a restart.
+                if draft.run.wake_at.take().is_none() {
+                    draft.event(events::RUN_RECOVERED, Some(&step), None, json!({}));
+                }
                 vec![Effect::RunStep {
                     step_id: step,
                     attempt: 1,
@@ -736,19 +793,49 @@ fn finish_step(
                 WaitingInput::Form { .. } => "form",
                 WaitingInput::Approval { .. } => "approval",
             };
-            draft.run.status = RunStatus::Waiting;
-            draft.run.waiting = Some(Waiting {
+            let version = expected + 1;
+            let policy = wait_policy(wf, step.step_id);
+            let deadline = policy
+                .and_then(|p| p.timeout)
+                .map(|d| now + chrono::Duration::seconds(secs(d)));
+            if let Some(at) = deadline {
+                draft.timers.push(TimerSpec {
+                    kind: TimerKind::Timeout,
+                    step_id: step.step_id.to_string(),
+                    version,
+                    nth: 0,
+                    fire_at: at,
+                });
+            }
+            if let Some(every) = policy.and_then(|p| p.reminder) {
+                draft.timers.push(TimerSpec {
+                    kind: TimerKind::Reminder,
+                    step_id: step.step_id.to_string(),
+                    version,
+                    nth: 1,
+                    fire_at: now + chrono::Duration::seconds(secs(every)),
+                });
+            }
+            let waiting = Waiting {
                 step_id: step.step_id.to_string(),
                 input,
                 since: now,
-                version: expected + 1,
-            });
-            draft.event(
-                events::RUN_WAITING,
-                Some(step.step_id),
-                None,
-                json!({"kind": kind}),
-            );
+                version,
+                deadline,
+                reminders_sent: 0,
+            };
+            if let WaitingInput::Approval { approvers, .. } = &waiting.input {
+                for who in approvers.clone() {
+                    draft.message(wf, &waiting, MessageKind::ApprovalRequested, who);
+                }
+            }
+            draft.run.status = RunStatus::Waiting;
+            draft.run.waiting = Some(waiting);
+            let mut data = json!({"kind": kind});
+            if let Some(at) = deadline {
+                data["deadline"] = json!(at);
+            }
+            draft.event(events::RUN_WAITING, Some(step.step_id), None, data);
             draft.commit(expected, Effect::Passivate)
         }
         StepOutcome::Continue { .. } => {
@@ -793,6 +880,215 @@ fn fail_run(mut draft: Draft, expected: i64, error: RunError) -> Transition {
         json!({"error": error}),
     );
     draft.commit(expected, Effect::Stop)
+}
+
+/// The most reminders one wait sends (a wait without a deadline would otherwise remind forever).
+pub const MAX_REMINDERS: i32 = 10;
+
+impl Draft {
+    /// Queues a message about `waiting` to `recipient`, with a deterministic id (UUIDv7 at
+    /// the checkpoint's time, random bits from the run id and the event counter), so the
+    /// machine stays pure.
+    fn message(
+        &mut self,
+        wf: &CompiledWorkflow,
+        waiting: &Waiting,
+        kind: MessageKind,
+        recipient: String,
+    ) {
+        let (message, min_approvals) = match &waiting.input {
+            WaitingInput::Approval {
+                message,
+                min_approvals,
+                ..
+            } => (message.clone(), Some(*min_approvals)),
+            WaitingInput::Form { .. } => (None, None),
+        };
+        let data = json!({
+            "workflow_id": wf.def.id,
+            "workflow_version": self.run.workflow_version,
+            "workflow_name": wf.def.name,
+            "message": message,
+            "min_approvals": min_approvals,
+            "deadline": waiting.deadline,
+            "reminder": waiting.reminders_sent,
+        });
+        let seed = self.run.id.as_u128()
+            ^ ((self.run.event_seq as u128) << 64)
+            ^ (self.messages.len() as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let random = seed.to_le_bytes();
+        let millis = self.now.timestamp_millis().max(0) as u64;
+        let id = uuid::Builder::from_unix_timestamp_millis(
+            millis,
+            &[
+                random[0], random[1], random[2], random[3], random[4], random[5], random[6],
+                random[7], random[8], random[9],
+            ],
+        )
+        .into_uuid();
+        self.messages.push(NewMessage {
+            id,
+            kind,
+            recipient,
+            step_id: waiting.step_id.clone(),
+            wait_version: waiting.version,
+            data,
+        });
+    }
+}
+
+fn secs(d: crate::workflow::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 1000)
+}
+
+/// The deadline and reminder policy of a waiting step.
+fn wait_policy<'w>(wf: &'w CompiledWorkflow, step_id: &str) -> Option<&'w WaitPolicy> {
+    match &wf.def.step(step_id)?.kind {
+        StepKind::Form(f) => Some(&f.wait),
+        StepKind::Approval(a) => Some(&a.wait),
+        _ => None,
+    }
+}
+
+/// A durable timer is due. Timers whose fence no longer holds (the run moved on, the reminder
+/// was sent) are refused as [`Rejection::Stale`]: the caller retires them without effect.
+fn fire(
+    wf: &CompiledWorkflow,
+    mut draft: Draft,
+    expected: i64,
+    kind: TimerKind,
+    step_id: &str,
+    version: i64,
+    nth: i32,
+) -> Result<Transition, Rejection> {
+    let now = draft.now;
+    if kind == TimerKind::Retry {
+        let run = &draft.run;
+        let parked = run.status == RunStatus::Running
+            && run.current_step.as_deref() == Some(step_id)
+            && run.version == version
+            && run.wake_at.is_some();
+        if !parked {
+            return Err(Rejection::Stale);
+        }
+        draft.run.wake_at = None;
+        return Ok(Transition {
+            run: draft.run,
+            effects: vec![Effect::RunStep {
+                step_id: step_id.to_string(),
+                attempt: nth,
+            }],
+            pending_events: draft.events,
+        });
+    }
+    let waiting = check_waiting(&draft.run, step_id, version)?.clone();
+    let policy = wait_policy(wf, step_id);
+    let step_type = step_type(wf, step_id);
+    if kind == TimerKind::Reminder {
+        if waiting.reminders_sent + 1 != nth {
+            return Err(Rejection::Stale);
+        }
+        let mut reminded = Vec::new();
+        if let WaitingInput::Approval {
+            approvers,
+            decisions,
+            ..
+        } = &waiting.input
+        {
+            for who in approvers {
+                let decided = decisions
+                    .iter()
+                    .any(|d| d.approver.eq_ignore_ascii_case(who));
+                if !decided {
+                    reminded.push(who.clone());
+                }
+            }
+        }
+        let mut waiting = waiting;
+        waiting.reminders_sent = nth;
+        for who in &reminded {
+            draft.message(wf, &waiting, MessageKind::ApprovalReminder, who.clone());
+        }
+        if let Some(every) = policy.and_then(|p| p.reminder) {
+            let at = now + chrono::Duration::seconds(secs(every));
+            if nth < MAX_REMINDERS && waiting.deadline.is_none_or(|d| at < d) {
+                draft.timers.push(TimerSpec {
+                    kind: TimerKind::Reminder,
+                    step_id: step_id.to_string(),
+                    version,
+                    nth: nth + 1,
+                    fire_at: at,
+                });
+            }
+        }
+        draft.event(
+            events::WAIT_REMINDED,
+            Some(step_id),
+            None,
+            json!({"reminder": nth, "recipients": reminded}),
+        );
+        draft.run.waiting = Some(waiting);
+        return Ok(draft.commit(expected, Effect::Passivate));
+    }
+    // The deadline passed.
+    let (code, decisions) = match &waiting.input {
+        WaitingInput::Approval { decisions, .. } => (failure::APPROVAL_TIMEOUT, json!(decisions)),
+        WaitingInput::Form { .. } => (failure::FORM_TIMEOUT, json!([])),
+    };
+    draft.run.waiting = None;
+    draft.event(
+        events::STEP_TIMED_OUT,
+        Some(step_id),
+        None,
+        json!({"deadline": waiting.deadline, "on_timeout": policy.and_then(|p| p.on_timeout.clone())}),
+    );
+    let started = FinishedStep {
+        step_id,
+        step_type,
+        attempt: 1,
+        started_at: waiting.since,
+        input: None,
+    };
+    match policy.and_then(|p| p.on_timeout.clone()) {
+        Some(next) => {
+            draft.run.status = RunStatus::Running;
+            let result = json!({"approved": false, "timed_out": true, "decisions": decisions});
+            let mut updates = Map::new();
+            updates.insert(step_id.to_string(), result.clone());
+            Ok(finish_step(
+                wf,
+                draft,
+                expected,
+                started,
+                StepOutcome::Done {
+                    output: result,
+                    updates,
+                    next: Some(next),
+                },
+            ))
+        }
+        None => {
+            let error = super::RunError {
+                code: code.to_string(),
+                message: format!(
+                    "`{step_id}` timed out waiting for {}",
+                    if code == failure::FORM_TIMEOUT {
+                        "its form"
+                    } else {
+                        "approvals"
+                    }
+                ),
+                step_id: Some(step_id.to_string()),
+            };
+            Ok(finish_step(
+                wf,
+                draft,
+                expected,
+                started,
+                StepOutcome::Failed(error),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

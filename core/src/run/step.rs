@@ -70,6 +70,12 @@ pub mod failure {
     pub const REJECTED: &str = "approval.rejected";
     /// The stored definition no longer compiles.
     pub const DEFINITION: &str = "workflow.invalid";
+    /// An approval's deadline passed without enough approvals (and no `on_timeout`).
+    pub const APPROVAL_TIMEOUT: &str = "approval.timeout";
+    /// A form's deadline passed without a submission (and no `on_timeout`).
+    pub const FORM_TIMEOUT: &str = "form.timeout";
+    /// An approval's `message` could not be rendered.
+    pub const APPROVAL_MESSAGE: &str = "approval.message_invalid";
 }
 
 impl CompiledWorkflow {
@@ -144,6 +150,9 @@ pub enum StepOutcome {
     Continue {
         /// What the next attempt starts from.
         state: Json,
+        /// Not before then: the run parks on a durable timer instead of a sleeping task
+        /// (long back-offs). `None` runs the next attempt at once.
+        retry_at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -226,10 +235,26 @@ fn approval(step_id: &str, a: &crate::workflow::ApprovalConfig, ctx: &Context) -
             ),
         );
     }
+    let message = match &a.message {
+        Some(m) if m.contains("{{") || m.contains("{%") => {
+            match crate::template::render(m, &data) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    return fail(
+                        failure::APPROVAL_MESSAGE,
+                        step_id,
+                        format!("the approval message: {}", e.message),
+                    );
+                }
+            }
+        }
+        other => other.clone(),
+    };
     StepOutcome::Wait(WaitingInput::Approval {
         approvers,
         min_approvals: a.min_approvals,
         decisions: Vec::new(),
+        message,
     })
 }
 

@@ -7,11 +7,14 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    Checkpoint, CreatedRun, Health, NewRun, NewTemplateVersion, NewWorkflowVersion, Page,
-    RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
-    TemplateQuery, TemplateStore, TemplateVersion, UsageGroup, UsageQuery, UsageRow, UsageStore,
-    WorkflowQuery, WorkflowStore, WorkflowSummary, WorkflowVersion,
+    Checkpoint, CreatedRun, Health, MessageStatus, NewRun, NewTemplateVersion, NewWorkflowVersion,
+    OutboxMessage, OutboxQuery, OutboxStore, Page, RunCursor, RunQuery, RunStore, SealedSecret,
+    SecretStore, SettingsStore, StoreError, TemplateQuery, TemplateStore, TemplateVersion, Timer,
+    TimerStore, UsageGroup, UsageQuery, UsageRow, UsageStore, WorkflowQuery, WorkflowStore,
+    WorkflowSummary, WorkflowVersion,
 };
 use crate::run::{EventRecord, Run, RunStatus, StepRecord};
 
@@ -26,6 +29,8 @@ struct Inner {
     settings: HashMap<String, String>,
     /// Secret name → sealed secret.
     secrets: BTreeMap<String, SealedSecret>,
+    timers: Vec<Timer>,
+    outbox: Vec<OutboxMessage>,
 }
 
 /// A store that lives in a mutex; every operation is atomic.
@@ -229,6 +234,7 @@ impl RunStore for MemoryStore {
             created_at: new.created_at,
             updated_at: new.created_at,
             finished_at: None,
+            wake_at: None,
         };
         inner.runs.insert(run.id, run.clone());
         inner.events.insert(run.id, new.events);
@@ -290,10 +296,32 @@ impl RunStore for MemoryStore {
         run.step_seq = cp.step_seq;
         run.event_seq = cp.event_seq;
         run.updated_at = cp.at;
+        run.wake_at = cp.wake_at;
         if cp.finished_at.is_some() {
             run.finished_at = cp.finished_at;
         }
         let version = run.version;
+        for spec in &cp.timers {
+            inner.timers.push(Timer {
+                id: Uuid::new_v4(),
+                run_id: cp.run_id,
+                spec: spec.clone(),
+            });
+        }
+        for m in &cp.messages {
+            inner.outbox.push(OutboxMessage {
+                message: m.clone(),
+                run_id: cp.run_id,
+                status: MessageStatus::Pending,
+                attempts: 0,
+                last_error: None,
+                subject: None,
+                body: None,
+                created_at: cp.at,
+                next_attempt_at: cp.at,
+                sent_at: None,
+            });
+        }
         inner
             .steps
             .entry(cp.run_id)
@@ -324,6 +352,123 @@ impl RunStore for MemoryStore {
             .collect();
         runs.sort_by_key(|r| (r.created_at, r.id));
         Ok(runs.into_iter().map(|r| r.id).collect())
+    }
+}
+
+#[async_trait]
+impl TimerStore for MemoryStore {
+    async fn next_timer_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().timers.iter().map(|t| t.spec.fire_at).min())
+    }
+
+    async fn due_timers(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Timer>, StoreError> {
+        let mut due: Vec<Timer> = self
+            .lock()
+            .timers
+            .iter()
+            .filter(|t| t.spec.fire_at <= now)
+            .cloned()
+            .collect();
+        due.sort_by_key(|t| (t.spec.fire_at, t.id));
+        due.truncate(limit as usize);
+        Ok(due)
+    }
+
+    async fn delete_timer(&self, id: Uuid) -> Result<(), StoreError> {
+        self.lock().timers.retain(|t| t.id != id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for MemoryStore {
+    async fn claim_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut inner = self.lock();
+        let mut due: Vec<&mut OutboxMessage> = inner
+            .outbox
+            .iter_mut()
+            .filter(|m| m.status == MessageStatus::Pending && m.next_attempt_at <= now)
+            .collect();
+        due.sort_by_key(|m| (m.next_attempt_at, m.message.id));
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|m| {
+                m.next_attempt_at = now + lease;
+                m.clone()
+            })
+            .collect())
+    }
+
+    async fn mark_sent(
+        &self,
+        id: Uuid,
+        subject: &str,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some(m) = self.lock().outbox.iter_mut().find(|m| m.message.id == id) {
+            m.status = MessageStatus::Sent;
+            m.attempts += 1;
+            m.subject = Some(subject.to_string());
+            m.body = Some(body.to_string());
+            m.sent_at = Some(at);
+            m.last_error = None;
+        }
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let pending = inner
+            .outbox
+            .iter_mut()
+            .find(|m| m.message.id == id && m.status == MessageStatus::Pending);
+        if let Some(m) = pending {
+            m.attempts += 1;
+            m.last_error = Some(error.to_string());
+            match retry_at {
+                Some(at) => m.next_attempt_at = at,
+                None => m.status = MessageStatus::Failed,
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_messages(
+        &self,
+        query: &OutboxQuery,
+    ) -> Result<Page<OutboxMessage, Uuid>, StoreError> {
+        let inner = self.lock();
+        let mut items: Vec<OutboxMessage> = inner
+            .outbox
+            .iter()
+            .filter(|m| query.status.is_none_or(|s| m.status == s))
+            .filter(|m| query.run_id.is_none_or(|r| m.run_id == r))
+            .filter(|m| query.before.is_none_or(|b| m.message.id < b))
+            .cloned()
+            .collect();
+        items.sort_by_key(|m| std::cmp::Reverse(m.message.id));
+        let limit = query.limit.max(1) as usize;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_after = if more {
+            items.last().map(|m| m.message.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
     }
 }
 

@@ -78,6 +78,12 @@ pub struct Checkpoint {
     pub finished_at: Option<DateTime<Utc>>,
     /// The time of the checkpoint (`updated_at`).
     pub at: DateTime<Utc>,
+    /// Timers to arm.
+    pub timers: Vec<super::TimerSpec>,
+    /// Messages to queue in the outbox.
+    pub messages: Vec<super::NewMessage>,
+    /// A running run parked until then (a long back-off): recovery leaves it to its timer.
+    pub wake_at: Option<DateTime<Utc>>,
 }
 
 /// Where a page of runs continues: after this (created_at, id), newest first.

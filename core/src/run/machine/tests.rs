@@ -60,6 +60,7 @@ fn queued() -> Run {
         created_at: t(0),
         updated_at: t(0),
         finished_at: None,
+        wake_at: None,
     }
 }
 
@@ -695,4 +696,305 @@ fn nul_characters_never_reach_a_checkpoint_record() {
         .expect("json");
     assert!(!text.contains("\\u0000"), "{text}");
     assert!(!cp.error.as_ref().expect("error").message.contains('\0'));
+}
+
+const TIMED: &str = r#"
+name: timed
+start_step: review
+steps:
+  - id: review
+    type: approval
+    config:
+      approvers: [a@example.com, b@example.com]
+      min_approvals: 2
+      message: "Publish {{ inputs.title }}?"
+      timeout: 1h
+      reminder: 20m
+      on_timeout: fallback
+    next: done
+  - {id: fallback, type: set, config: {values: {fell_back: "true"}}}
+  - {id: done, type: set, config: {values: {ok: "true"}}}
+"#;
+
+fn fired(kind: TimerKind, version: i64, nth: i32) -> Input {
+    Input::TimerFired {
+        kind,
+        step_id: "review".into(),
+        version,
+        nth,
+    }
+}
+
+fn timed_waiting(src: &str) -> (CompiledWorkflow, Live) {
+    let wf = compiled(src);
+    let mut live = Live::new();
+    live.run.context.inputs = inputs(json!({"title": "Rust"}));
+    let effects = live.apply(&wf, Input::Drive, t(0)).expect("drive");
+    assert!(matches!(live.settle(&wf, effects, t(0)), Effect::Passivate));
+    (wf, live)
+}
+
+#[test]
+fn a_wait_arms_its_deadline_and_reminder_and_notifies_each_approver_in_its_checkpoint() {
+    let (_, live) = timed_waiting(TIMED);
+    let cp = live.checkpoints.last().expect("the waiting checkpoint");
+    let waiting = live.run.waiting.as_ref().expect("waiting");
+    assert_eq!(waiting.deadline, Some(t(3600)));
+    let timers: Vec<(TimerKind, i32, DateTime<Utc>, i64)> = cp
+        .timers
+        .iter()
+        .map(|t| (t.kind, t.nth, t.fire_at, t.version))
+        .collect();
+    assert_eq!(
+        timers,
+        [
+            (TimerKind::Timeout, 0, t(3600), waiting.version),
+            (TimerKind::Reminder, 1, t(1200), waiting.version)
+        ]
+    );
+    let to: Vec<&str> = cp.messages.iter().map(|m| m.recipient.as_str()).collect();
+    assert_eq!(to, ["a@example.com", "b@example.com"]);
+    assert!(
+        cp.messages
+            .iter()
+            .all(|m| m.kind == MessageKind::ApprovalRequested && m.wait_version == waiting.version)
+    );
+    assert_eq!(cp.messages[0].data["message"], "Publish Rust?");
+    assert_ne!(
+        cp.messages[0].id, cp.messages[1].id,
+        "each message has its own id"
+    );
+    // Replaying the same transition yields the same ids: the machine stays pure.
+    let (_, again) = timed_waiting(TIMED);
+    let again = again.checkpoints.last().expect("checkpoint");
+    assert_eq!(again.messages[0].id, cp.messages[0].id);
+}
+
+#[test]
+fn the_deadline_continues_at_on_timeout_with_the_decisions_so_far() {
+    let (wf, mut live) = timed_waiting(TIMED);
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    live.apply(
+        &wf,
+        Input::Decide {
+            step_id: "review".into(),
+            version: v,
+            approver: "a@example.com".into(),
+            approved: true,
+            comment: None,
+        },
+        t(10),
+    )
+    .expect("one approval");
+    let effects = live
+        .apply(&wf, fired(TimerKind::Timeout, v, 0), t(3600))
+        .expect("the deadline applies");
+    assert!(matches!(live.settle(&wf, effects, t(3600)), Effect::Stop));
+    assert_eq!(live.run.status, RunStatus::Completed);
+    let review = &live.run.context.runtime["review"];
+    assert_eq!(review["timed_out"], true);
+    assert_eq!(review["decisions"][0]["approver"], "a@example.com");
+    assert_eq!(live.run.context.runtime["fell_back"], true);
+    assert!(live.run.context.runtime.get("ok").is_none());
+    let events: Vec<&str> = live
+        .checkpoints
+        .iter()
+        .flat_map(|c| c.events.iter())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert!(events.contains(&"step.timed_out"));
+}
+
+#[test]
+fn without_on_timeout_the_deadline_fails_the_run_with_approval_timeout() {
+    let src = TIMED.replace("      on_timeout: fallback\n", "").replace(
+        "  - {id: fallback, type: set, config: {values: {fell_back: \"true\"}}}\n",
+        "",
+    );
+    let (wf, mut live) = timed_waiting(&src);
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    let effects = live
+        .apply(&wf, fired(TimerKind::Timeout, v, 0), t(3600))
+        .expect("applies");
+    assert!(matches!(effects.last(), Some(Effect::Stop)));
+    assert_eq!(live.run.status, RunStatus::Failed);
+    assert_eq!(
+        live.run.error.as_ref().map(|e| e.code.as_str()),
+        Some("approval.timeout")
+    );
+    let steps = &live.checkpoints.last().expect("cp").steps;
+    assert_eq!(steps[0].status, StepStatus::Failed);
+}
+
+#[test]
+fn a_form_deadline_fails_with_form_timeout() {
+    let src = r#"
+name: f
+start_step: review
+steps:
+  - id: review
+    type: form
+    config: {fields: [{key: x, type: string}], timeout_hours: 2}
+"#;
+    let (wf, mut live) = timed_waiting(src);
+    let cp = live.checkpoints.last().expect("cp");
+    assert!(cp.messages.is_empty(), "forms name no recipients");
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    live.apply(&wf, fired(TimerKind::Timeout, v, 0), t(7200))
+        .expect("applies");
+    assert_eq!(
+        live.run.error.as_ref().map(|e| e.code.as_str()),
+        Some("form.timeout")
+    );
+}
+
+#[test]
+fn a_timer_after_the_run_moved_on_changes_nothing() {
+    let (wf, mut live) = timed_waiting(TIMED);
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    for who in ["a@example.com", "b@example.com"] {
+        let effects = live
+            .apply(
+                &wf,
+                Input::Decide {
+                    step_id: "review".into(),
+                    version: v,
+                    approver: who.into(),
+                    approved: true,
+                    comment: None,
+                },
+                t(5),
+            )
+            .expect("decided");
+        live.settle(&wf, effects, t(5));
+    }
+    assert_eq!(live.run.status, RunStatus::Completed);
+    let before = live.run.clone();
+    for input in [
+        fired(TimerKind::Timeout, v, 0),
+        fired(TimerKind::Reminder, v, 1),
+    ] {
+        assert_eq!(
+            live.apply(&wf, input, t(4000)).err(),
+            Some(Rejection::Terminal(RunStatus::Completed))
+        );
+    }
+    assert_eq!(live.run, before);
+}
+
+#[test]
+fn a_reminder_goes_to_those_who_have_not_decided_once_and_arms_the_next() {
+    let (wf, mut live) = timed_waiting(TIMED);
+    let v = live.run.waiting.as_ref().expect("waiting").version;
+    live.apply(
+        &wf,
+        Input::Decide {
+            step_id: "review".into(),
+            version: v,
+            approver: "b@example.com".into(),
+            approved: true,
+            comment: None,
+        },
+        t(10),
+    )
+    .expect("b approves");
+    let effects = live
+        .apply(&wf, fired(TimerKind::Reminder, v, 1), t(1200))
+        .expect("reminds");
+    assert!(matches!(effects.last(), Some(Effect::Passivate)));
+    let cp = live.checkpoints.last().expect("cp");
+    let to: Vec<(&str, MessageKind)> = cp
+        .messages
+        .iter()
+        .map(|m| (m.recipient.as_str(), m.kind))
+        .collect();
+    assert_eq!(to, [("a@example.com", MessageKind::ApprovalReminder)]);
+    assert_eq!(
+        cp.timers
+            .iter()
+            .map(|t| (t.kind, t.nth, t.fire_at))
+            .collect::<Vec<_>>(),
+        [(TimerKind::Reminder, 2, t(2400))]
+    );
+    assert_eq!(live.run.waiting.as_ref().map(|w| w.reminders_sent), Some(1));
+    assert_eq!(live.run.status, RunStatus::Waiting);
+    // The same reminder firing again (a crash before it was retired) sends nothing.
+    assert_eq!(
+        live.apply(&wf, fired(TimerKind::Reminder, v, 1), t(1201))
+            .err(),
+        Some(Rejection::Stale)
+    );
+    // The third reminder would fall after the deadline: none is armed.
+    live.apply(&wf, fired(TimerKind::Reminder, v, 2), t(2400))
+        .expect("second reminder");
+    assert_eq!(
+        live.checkpoints.last().expect("cp").timers,
+        Vec::<TimerSpec>::new()
+    );
+}
+
+#[test]
+fn a_long_back_off_parks_the_run_on_a_retry_timer() {
+    let wf = compiled(FLOW);
+    let mut live = Live::new();
+    live.apply(&wf, Input::Drive, t(0)).expect("drive");
+    live.run.current_step = Some("route".into());
+    let effects = live
+        .apply(
+            &wf,
+            Input::StepFinished {
+                step_id: "route".into(),
+                attempt: 1,
+                started_at: t(0),
+                outcome: StepOutcome::Continue {
+                    state: json!({"tries": 1}),
+                    retry_at: Some(t(60)),
+                },
+                events: Vec::new(),
+            },
+            t(1),
+        )
+        .expect("parks");
+    assert!(matches!(effects.last(), Some(Effect::Passivate)));
+    let cp = live.checkpoints.last().expect("cp");
+    assert_eq!(cp.wake_at, Some(t(60)));
+    assert_eq!(cp.timers[0].kind, TimerKind::Retry);
+    assert_eq!(cp.timers[0].version, live.run.version);
+    // Recovery before the deadline leaves it parked.
+    let effects = live.apply(&wf, Input::Drive, t(30)).expect("drive");
+    assert!(matches!(effects.as_slice(), [Effect::Passivate]));
+    // The timer wakes it for the next attempt.
+    let version = live.run.version;
+    let effects = live
+        .apply(
+            &wf,
+            Input::TimerFired {
+                kind: TimerKind::Retry,
+                step_id: "route".into(),
+                version,
+                nth: 2,
+            },
+            t(60),
+        )
+        .expect("wakes");
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::RunStep { attempt: 2, .. }]
+    ));
+    assert_eq!(live.run.wake_at, None);
+    // Firing again (before the next checkpoint) is stale.
+    assert_eq!(
+        live.apply(
+            &wf,
+            Input::TimerFired {
+                kind: TimerKind::Retry,
+                step_id: "route".into(),
+                version,
+                nth: 2,
+            },
+            t(61)
+        )
+        .err(),
+        Some(Rejection::Stale)
+    );
 }
