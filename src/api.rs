@@ -4,12 +4,14 @@
 //! Errors of every kind — handler errors, unknown routes, wrong methods, malformed paths and
 //! queries, panics — leave as RFC 9457 problem+json (see [`error`]).
 
+pub mod auth;
 pub mod body;
 pub mod cursor;
 pub mod error;
 pub mod executions;
 pub mod extract;
 pub mod json;
+pub mod keys;
 pub mod ops;
 pub mod outbox;
 pub mod secrets;
@@ -73,6 +75,8 @@ pub struct AppState {
     pub openapi_yaml: Arc<str>,
     /// Secrets: sealed into the store, opened for steps.
     pub secrets: Arc<crate::secrets::SecretsService>,
+    /// Checks credentials (or lets everything through with `--auth none`).
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl AppState {
@@ -98,6 +102,7 @@ impl AppState {
         (name = "usage", description = "AI calls and tokens, summed"),
         (name = "templates", description = "Versioned prompt templates for ai_generate steps"),
         (name = "notifications", description = "Messages to people (approval requests, reminders) and their delivery"),
+        (name = "keys", description = "API keys: create (shown once), list, revoke"),
         (name = "secrets", description = "Values encrypted at rest that templates reach as `secrets.<name>`; never returned"),
         (name = "operations", description = "Health, readiness and the API description")
     )
@@ -135,14 +140,18 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::get_template_version))
         .routes(routes!(secrets::put_secret, secrets::list_secrets))
         .routes(routes!(secrets::delete_secret))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::revoke_key))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
 }
 
 /// The OpenAPI document describing every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = routes().split_for_parts();
     ops::document_extras(&mut doc);
+    auth::document(&mut doc);
     doc
 }
 
@@ -157,16 +166,45 @@ pub fn openapi_yaml() -> String {
 pub fn router(state: AppState) -> Router {
     let (api, mut doc) = routes().split_for_parts();
     ops::document_extras(&mut doc);
+    auth::document(&mut doc);
     let max_body = state.limits.max_body_bytes;
+    let metrics = state.runtime.metrics().clone();
     api.merge(ops::static_routes(doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, auth::authorize))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(metrics, track_request))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Counts each request by method, route template and status, and times it (RED metrics).
+/// The route is the matched template (`/v1/executions/{id}`), never the raw path, so ids do
+/// not multiply the series; requests that match no route count as `unmatched`. The time runs
+/// until the response head: a stream's lifetime is not a request's latency.
+async fn track_request(
+    axum::extract::State(metrics): axum::extract::State<Arc<scaff_actors::Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let began = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    metrics.record_http(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        began.elapsed(),
+    );
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

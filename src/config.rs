@@ -41,6 +41,151 @@ pub enum Command {
     Openapi,
     /// Manage secrets and their master key.
     Secrets(SecretsArgs),
+    /// Manage API keys (works on the database directly, like `migrate`).
+    Keys(KeysArgs),
+}
+
+/// `scaff keys`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeysArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The `scaff keys` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once) to stdout; only its hash is stored.
+    Create(KeyCreateArgs),
+    /// List keys: id, name, role, prefix, created, last used, revoked.
+    List(DatabaseArgs),
+    /// Revoke a key by id: it authenticates nothing from now on.
+    Revoke(KeyRevokeArgs),
+}
+
+/// `scaff keys create`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyCreateArgs {
+    /// A name for people and the audit trail (`key:<name>`).
+    #[arg(long)]
+    pub name: String,
+    /// What the key may do.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// `scaff keys revoke`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyRevokeArgs {
+    /// The key's id (from `scaff keys list`).
+    pub id: uuid::Uuid,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Roles accepted by `--role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Reads workflows, templates, runs, events and usage.
+    Viewer,
+    /// Also starts, resumes and cancels runs.
+    Operator,
+    /// Also manages workflows, templates, secrets and keys.
+    Admin,
+}
+
+impl From<RoleArg> for scaff_core::store::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Viewer => Self::Viewer,
+            RoleArg::Operator => Self::Operator,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
+}
+
+/// Who may call the API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// `required`: every request but health, readiness and the API description needs an API
+    /// key or a JWT. `none`: no authentication, accepted only when listening on loopback.
+    #[arg(long, env = "SCAFF_AUTH", value_enum, default_value_t = crate::auth::AuthMode::Required)]
+    pub auth: crate::auth::AuthMode,
+
+    /// Shared secret of HS256 JWTs (at least 32 bytes).
+    #[arg(long, env = "SCAFF_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the public key of RS256 (or PS*, ES*, EdDSA) JWTs.
+    #[arg(long, env = "SCAFF_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS file (`{"keys": [...]}`) with the public keys of JWTs, picked by `kid`.
+    #[arg(long, env = "SCAFF_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// The JWT claim naming the role (viewer, operator, admin); dots reach nested claims
+    /// (`realm_access.roles`), and a list grants its highest role.
+    #[arg(long, env = "SCAFF_JWT_ROLE_CLAIM", default_value = "role")]
+    pub jwt_role_claim: String,
+
+    /// The `iss` JWTs must carry, when set.
+    #[arg(long, env = "SCAFF_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` JWTs must carry, when set.
+    #[arg(long, env = "SCAFF_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+/// Why the authentication settings are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// `--auth none` on an address others can reach.
+    #[error(
+        "--auth none is refused when listening on {0}, which is not a loopback address: anyone \
+         who reaches it could run and change everything. Keep --auth required (the default) \
+         and use an API key, or listen on 127.0.0.1 / [::1]"
+    )]
+    NoneNotOnLoopback(SocketAddr),
+    /// The JWT settings are unusable.
+    #[error(transparent)]
+    Jwt(#[from] crate::auth::JwtConfigError),
+}
+
+impl AuthArgs {
+    /// The JWT settings these flags describe.
+    pub fn jwt_settings(&self) -> crate::auth::JwtSettings {
+        crate::auth::JwtSettings {
+            secret: self.jwt_secret.clone().filter(|s| !s.is_empty()),
+            public_key_file: self.jwt_public_key.clone(),
+            jwks_file: self.jwks_file.clone(),
+            role_claim: self.jwt_role_claim.clone(),
+            issuer: self.jwt_issuer.clone().filter(|s| !s.is_empty()),
+            audience: self.jwt_audience.clone().filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// The authenticator for a server listening on `listen`; `--auth none` only on loopback.
+    pub fn authenticator(
+        &self,
+        listen: SocketAddr,
+    ) -> Result<crate::auth::Authenticator, AuthConfigError> {
+        match self.auth {
+            crate::auth::AuthMode::None if !listen.ip().is_loopback() => {
+                Err(AuthConfigError::NoneNotOnLoopback(listen))
+            }
+            crate::auth::AuthMode::None => Ok(crate::auth::Authenticator::none()),
+            crate::auth::AuthMode::Required => Ok(crate::auth::Authenticator::required(
+                crate::auth::JwtVerifier::new(&self.jwt_settings())?,
+            )),
+        }
+    }
 }
 
 /// Where the master key that seals secrets comes from.
@@ -209,6 +354,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SCAFF_SHUTDOWN_GRACE_S", default_value_t = 10)]
     pub shutdown_grace_s: u64,
 
+    /// Group commit: the most checkpoints (of different runs) written in one transaction and
+    /// one commit. 1 turns batching off (one commit per step).
+    #[arg(long, env = "SCAFF_CHECKPOINT_BATCH_MAX", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub checkpoint_batch_max: u64,
+
+    /// Group commit: how many checkpoint batches may be committing at once.
+    #[arg(long, env = "SCAFF_CHECKPOINT_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub checkpoint_writers: u64,
+
     /// The database.
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -228,6 +382,10 @@ pub struct ServeArgs {
     /// How approvers are notified.
     #[command(flatten)]
     pub notify: NotifyArgs,
+
+    /// Who may call the API.
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Approval messages: the SMTP server, the sender, the links, the outbox polling.
@@ -502,6 +660,29 @@ mod tests {
             .expect("parses")
         );
         assert!(!debug.contains("AAAAAAAA"), "{debug}");
+    }
+
+    #[test]
+    fn auth_is_required_by_default_and_none_only_on_loopback() {
+        let serve = |args: &[&str]| {
+            let mut all = vec!["scaff", "serve"];
+            all.extend_from_slice(args);
+            let Command::Serve(args) = Cli::try_parse_from(all).expect("parses").command else {
+                panic!("serve")
+            };
+            args
+        };
+        let args = serve(&[]);
+        assert_eq!(args.auth.auth, crate::auth::AuthMode::Required);
+        let mode = |a: &ServeArgs| a.auth.authenticator(a.listen).map(|a| a.mode());
+        assert_eq!(mode(&args).ok(), Some(crate::auth::AuthMode::Required));
+        let args = serve(&["--auth", "none"]);
+        assert_eq!(mode(&args).ok(), Some(crate::auth::AuthMode::None));
+        let args = serve(&["--auth", "none", "--listen", "[::1]:9000"]);
+        assert_eq!(mode(&args).ok(), Some(crate::auth::AuthMode::None));
+        let args = serve(&["--auth", "none", "--listen", "0.0.0.0:8080"]);
+        let err = mode(&args).expect_err("refused");
+        assert!(err.to_string().contains("--auth none"), "{err}");
     }
 
     #[test]

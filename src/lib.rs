@@ -2,10 +2,11 @@
 //!
 //! # Layout
 //! - [`api`]: the REST API (axum): routes, problem+json errors, the OpenAPI document.
+//! - [`auth`]: API keys and JWT bearer tokens: who is calling and with which role.
 //! - [`store`]: the PostgreSQL and SQLite adapters of `scaff_core::store`, and migrations.
 //! - [`executors`]: adapters for steps' side effects: AI providers (mock, OpenAI, Anthropic).
 //! - [`config`]: command-line and environment configuration (clap).
-//! - [`telemetry`]: structured logging.
+//! - [`telemetry`]: structured logging, and traces exported over OTLP.
 //! - [`notify`]: the outbox sender: approval messages over SMTP, or to the log.
 //! - [`report`]: compiler-style rendering of definition problems for `scaff validate`.
 //! - [`secrets`]: secrets sealed with AES-256-GCM under a master key; key files and rotation.
@@ -15,6 +16,7 @@
 //! `main.rs` is the only place that knows every concrete type and wires them together.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod executors;
 pub mod notify;

@@ -8,9 +8,10 @@ use clap::Parser;
 use scaff::api::{self, Limits};
 use std::sync::Arc;
 
+use scaff::auth::{self, AuthMode};
 use scaff::config::{
-    AiArgs, AiProviderArg, Cli, Command, DatabaseArgs, RotateKeyArgs, SecretsCommand, ServeArgs,
-    ValidateArgs,
+    AiArgs, AiProviderArg, Cli, Command, DatabaseArgs, KeysCommand, RotateKeyArgs, SecretsCommand,
+    ServeArgs, ValidateArgs,
 };
 use scaff::executors::ai::{AnthropicProvider, MockProvider, OpenAiProvider, Providers};
 use scaff::server::{self, Settings};
@@ -21,7 +22,6 @@ use scaff_core::workflow::{MockConfig, MockMode, Provider};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(cli.log_format, &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,6 +31,11 @@ fn main() -> ExitCode {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    // Inside the runtime's context: the gRPC span exporter needs one.
+    let telemetry = {
+        let _rt = runtime.enter();
+        telemetry::init(cli.log_format, &cli.log)
     };
     let result = runtime.block_on(async {
         match cli.command {
@@ -46,8 +51,11 @@ fn main() -> ExitCode {
                     rotate_key(args).await.map(|()| ExitCode::SUCCESS)
                 }
             },
+            Command::Keys(args) => keys(args.command).await.map(|()| ExitCode::SUCCESS),
         }
     });
+    // Export the spans still queued before the process exits.
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -58,10 +66,20 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Refused before anything else happens: `--auth none` off loopback, unreadable JWT keys.
+    let auth = args.auth.authenticator(args.listen)?;
     let url = args.database.url();
     let store = store::connect(&url, &store_options(&args.database, true))
         .await
         .with_context(|| format!("opening {}", redact_url(&url)))?;
+    if auth.mode() == AuthMode::Required {
+        first_key(store.as_ref()).await?;
+    } else {
+        tracing::warn!(
+            "authentication is off (--auth none): anyone who reaches {} may do anything",
+            args.listen
+        );
+    }
     let (secrets_key, created) = args.secrets.load()?;
     if created {
         tracing::warn!(
@@ -87,6 +105,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ai: Arc::new(providers(&args.ai)?),
         ai_settings: ai_settings(&args.ai)?,
         http: args.http.settings(),
+        auth: Arc::new(auth),
+        runtime: scaff_actors::RuntimeConfig {
+            checkpoint_batch_max: usize::try_from(args.checkpoint_batch_max).unwrap_or(1),
+            checkpoint_writers: usize::try_from(args.checkpoint_writers).unwrap_or(1),
+            ..Default::default()
+        },
         ..Settings::default()
     };
     let state = server::build(store, settings).await?;
@@ -251,6 +275,79 @@ async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<()> {
              starting the servers",
             report.new_key_location.display()
         ),
+    }
+    Ok(())
+}
+
+/// On a database that never had an API key, creates the first admin key and prints it once,
+/// framed, to stderr (the log line says only that it happened).
+async fn first_key(store: &dyn scaff_core::store::KeyStore) -> anyhow::Result<()> {
+    let issued = auth::bootstrap_key(store, chrono::Utc::now())
+        .await
+        .context("creating the first API key")?;
+    if let Some(issued) = issued {
+        eprintln!("{}", auth::first_key_banner(&issued.key));
+        tracing::info!(
+            key = %issued.record.name,
+            prefix = %issued.record.prefix,
+            "created the first admin API key; it was printed once above"
+        );
+    }
+    Ok(())
+}
+
+/// `scaff keys …`.
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let database = match &command {
+        KeysCommand::Create(a) => &a.database,
+        KeysCommand::List(d) => d,
+        KeysCommand::Revoke(a) => &a.database,
+    };
+    let url = database.url();
+    let store = store::connect(&url, &store_options(database, true))
+        .await
+        .with_context(|| format!("opening {}", redact_url(&url)))?;
+    let now = chrono::Utc::now();
+    match command {
+        KeysCommand::Create(args) => {
+            let issued = auth::issue_key(store.as_ref(), &args.name, args.role.into(), now)
+                .await
+                .context("creating the key")?;
+            eprintln!(
+                "created {} key `{}` (id {}); it is shown once:",
+                issued.record.role, issued.record.name, issued.record.id
+            );
+            println!("{}", issued.key);
+        }
+        KeysCommand::List(_) => {
+            let keys = store.list_keys().await.context("listing keys")?;
+            println!(
+                "{:<36}  {:<8}  {:<15}  {:<20}  {:<20}  {:<20}  NAME",
+                "ID", "ROLE", "PREFIX", "CREATED", "LAST USED", "REVOKED"
+            );
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or_else(
+                    || "-".to_string(),
+                    |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                )
+            };
+            for k in keys {
+                println!(
+                    "{:<36}  {:<8}  {:<15}  {:<20}  {:<20}  {:<20}  {}",
+                    k.id,
+                    k.role.as_str(),
+                    format!("{}{}", auth::KEY_PREFIX, k.prefix),
+                    when(Some(k.created_at)),
+                    when(k.last_used_at),
+                    when(k.revoked_at),
+                    k.name
+                );
+            }
+        }
+        KeysCommand::Revoke(args) => match store.revoke_key(args.id, now).await? {
+            Some(k) => println!("revoked key `{}` ({})", k.name, k.id),
+            None => anyhow::bail!("no key has id {}", args.id),
+        },
     }
     Ok(())
 }

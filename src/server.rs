@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scaff_actors::{
-    AiSettings, CommandError, DefaultExecutor, Deps, HttpStepSettings, Runtime, RuntimeConfig,
-    StepExecutor,
+    AiSettings, CommandError, DefaultExecutor, Deps, HttpStepSettings, Metrics, Runtime,
+    RuntimeConfig, StepExecutor,
 };
 use scaff_core::ai::AiProvider;
 use scaff_core::run::{Clock, SystemClock};
@@ -53,6 +53,9 @@ pub struct Settings {
     pub secrets_key: Option<MasterKey>,
     /// Approval messages: SMTP or the log, links, polling and retries.
     pub notify: NotifySettings,
+    /// Who may call the API. The default lets every request through (tests, embedding);
+    /// `scaff serve` requires credentials unless told `--auth none`.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             http_steps: HttpStepSettings::default(),
             secrets_key: Some(MasterKey::generate()),
             notify: NotifySettings::default(),
+            auth: Arc::new(crate::auth::Authenticator::none()),
         }
     }
 }
@@ -132,6 +136,7 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState
         }),
         config: settings.runtime,
         redactor: secrets.redactor().clone(),
+        metrics: Arc::new(Metrics::default()),
     };
     let tokens = Arc::new(ResumeTokens::new(&secret, settings.token_ttl));
     let notifier = Notifier::start(
@@ -151,6 +156,7 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<AppState
         max_wait: settings.max_wait,
         openapi_yaml: api::openapi_yaml().into(),
         secrets,
+        auth: settings.auth,
     })
 }
 

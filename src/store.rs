@@ -2,6 +2,7 @@
 //! default), both implementing `scaff_core::store`. [`connect`] picks one from the URL and
 //! applies migrations; the two adapters pass the same contract suite (`tests/it/store_contract.rs`).
 
+mod keys;
 mod outbox;
 mod postgres;
 mod rows;

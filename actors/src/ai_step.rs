@@ -304,14 +304,48 @@ impl Call {
             workflow_version = self.run.workflow_version,
             provider = provider_name(provider),
             template_id = state.template_id.as_deref().unwrap_or(""),
-            retry_count,
+            // Integers as i64: OpenTelemetry has no unsigned type (a u64 would become a string).
+            retry_count = i64::from(retry_count),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            // OpenTelemetry GenAI semantic conventions.
+            gen_ai.system = provider_name(provider),
+            gen_ai.provider.name = provider_name(provider),
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = tracing::field::Empty,
+            gen_ai.request.temperature = tracing::field::Empty,
+            gen_ai.request.max_tokens = tracing::field::Empty,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         );
+        if let Some(model) = &request.model {
+            span.record("gen_ai.request.model", model.as_str());
+        }
+        if let Some(t) = request.temperature {
+            span.record("gen_ai.request.temperature", t);
+        }
+        if let Some(m) = request.max_tokens {
+            span.record("gen_ai.request.max_tokens", otel_int(m));
+        }
         let call = tracing::Instrument::instrument(self.provider.generate(&request), span.clone());
         let result = match tokio::time::timeout(guard, call).await {
             Ok(r) => r,
             Err(_) => Err(AiError::Timeout(request.timeout)),
         };
         let latency_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(r) => {
+                span.record("gen_ai.response.model", r.model.as_str());
+                span.record("gen_ai.usage.input_tokens", otel_int(r.tokens_prompt));
+                span.record("gen_ai.usage.output_tokens", otel_int(r.tokens_output));
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", ai_error_type(e));
+            }
+        }
         span.in_scope(|| match &result {
             Ok(r) => tracing::info!(
                 model = %r.model,
@@ -603,6 +637,20 @@ fn backoff(
     let asked = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
     let wait = (exp + jitter).max(asked);
     wait.min(settings.backoff_cap.max(asked))
+}
+
+/// A count as an OpenTelemetry integer (i64; there is no unsigned type).
+fn otel_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `error.type` of a failed call (OpenTelemetry conventions: a low-cardinality class).
+fn ai_error_type(e: &AiError) -> &'static str {
+    match e {
+        AiError::Timeout(_) => "timeout",
+        AiError::Transient { .. } => "transient",
+        AiError::Permanent(_) => "permanent",
+    }
 }
 
 fn provider_name(p: Provider) -> &'static str {

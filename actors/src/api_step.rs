@@ -196,7 +196,14 @@ impl ApiCall {
             workflow_version = self.run.workflow_version,
             method = %request.method,
             url = %shown_url,
-            attempt = state.attempts,
+            attempt = i64::from(state.attempts),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            // OpenTelemetry HTTP client conventions.
+            http.request.method = %request.method,
+            url.full = %shown_url,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         );
         let started = Instant::now();
         let guard = request.timeout + Duration::from_secs(5);
@@ -211,11 +218,18 @@ impl ApiCall {
         let mut data = json!({"latency_ms": latency_ms, "attempt": state.attempts});
         match &attempt {
             Attempt::Answered(r) => {
+                span.record("http.response.status_code", i64::from(r.status));
+                if r.status >= 400 {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", r.status.to_string().as_str());
+                }
                 data["status"] = json!(r.status);
                 span.in_scope(|| tracing::info!(status = r.status, latency_ms, "http.response"));
             }
             Attempt::Error(e) => {
                 let error = redactor.text(&e.to_string());
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", http_error_type(e));
                 data["status"] = Json::Null;
                 span.in_scope(|| tracing::warn!(error = %error, latency_ms, "http.response"));
                 data["error"] = json!(error);
@@ -605,6 +619,17 @@ fn fnv(s: &str) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The `error.type` of a request that got no response (a low-cardinality class).
+fn http_error_type(e: &HttpError) -> &'static str {
+    match e {
+        HttpError::Timeout(_) => "timeout",
+        HttpError::Connect(_) => "connect",
+        HttpError::TooLarge(_) => "response_too_large",
+        HttpError::Refused(_) => "refused",
+        HttpError::Other(_) => "other",
+    }
 }
 
 #[cfg(test)]

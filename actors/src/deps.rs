@@ -67,6 +67,12 @@ pub struct RuntimeConfig {
     pub timer_poll: Duration,
     /// How many due timers the timer service fires at once.
     pub timer_batch: u32,
+    /// The most checkpoints (of different runs) written in one transaction and one commit
+    /// (group commit). Batches form while a commit is in flight, with no added delay. 1
+    /// disables batching: each checkpoint is its own commit.
+    pub checkpoint_batch_max: usize,
+    /// How many checkpoint batches may be in flight at once (each on its own connection).
+    pub checkpoint_writers: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -78,6 +84,8 @@ impl Default for RuntimeConfig {
             checkpoint_backoff: Duration::from_millis(50),
             timer_poll: Duration::from_secs(30),
             timer_batch: 64,
+            checkpoint_batch_max: 128,
+            checkpoint_writers: 2,
         }
     }
 }
@@ -99,6 +107,9 @@ pub struct Deps {
     pub config: RuntimeConfig,
     /// The redaction filter applied to what a checkpoint records outside the context.
     pub redactor: scaff_core::redact::SharedRedactor,
+    /// Where the runtime counts runs, steps, checkpoints and AI usage (one registry per server;
+    /// `Arc::default()` gives a fresh one).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Back-offs at least this long park the run on a durable timer instead of sleeping in a task.

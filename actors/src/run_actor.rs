@@ -17,6 +17,7 @@ use scaff_core::store::{Checkpoint, StoreError};
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
+use crate::batcher::Checkpointer;
 use crate::deps::{Deps, Execution};
 use crate::error::CommandError;
 use crate::events::EventHub;
@@ -82,9 +83,13 @@ pub(crate) struct RunArgs {
     pub run: Run,
     pub workflow: Arc<CompiledWorkflow>,
     pub deps: Deps,
+    /// Where checkpoints are written (the group-commit batcher, or the store directly).
+    pub checkpoints: Checkpointer,
     pub live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     pub watch: RunWatch,
     pub events: EventHub,
+    /// The `traceparent` of the request that started or resumed the run, if any.
+    pub caller: Option<crate::trace::TraceParent>,
 }
 
 /// The run actor's state: the run as last checkpointed (plus pending events).
@@ -93,6 +98,7 @@ pub(crate) struct RunState {
     pending: Vec<EventRecord>,
     workflow: Arc<CompiledWorkflow>,
     deps: Deps,
+    checkpoints: Checkpointer,
     live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     watch: RunWatch,
     /// Where the events of each persisted checkpoint are published, for live streams.
@@ -100,6 +106,8 @@ pub(crate) struct RunState {
     /// The step task in flight, aborted when the run is canceled or the actor stops (so a
     /// canceled run's model or HTTP call is not paid for to the end).
     inflight: Option<tokio::task::AbortHandle>,
+    /// This segment's `run` span (ends when the actor's state is dropped).
+    span: tracing::Span,
 }
 
 impl Actor for RunActor {
@@ -112,11 +120,14 @@ impl Actor for RunActor {
         _myself: ActorRef<Self::Msg>,
         args: RunArgs,
     ) -> Result<RunState, ActorProcessingErr> {
+        let span = crate::trace::segment_span(&args.run, args.caller.as_deref());
         Ok(RunState {
+            span,
             run: args.run,
             pending: Vec::new(),
             workflow: args.workflow,
             deps: args.deps,
+            checkpoints: args.checkpoints,
             live: args.live,
             watch: args.watch,
             events: args.events,
@@ -133,6 +144,7 @@ impl Actor for RunActor {
         // rehydrates a fresh actor instead of finding this stopped one.
         let me = myself.get_id();
         state.live.remove_if(&state.run.id, |_, r| r.get_id() == me);
+        state.span.record("status", state.run.status.as_str());
         if let Some(task) = state.inflight.take() {
             task.abort();
         }
@@ -262,19 +274,28 @@ impl RunState {
             match effect {
                 Effect::Checkpoint(mut cp) => {
                     redact(&self.deps.redactor.current(), &mut cp);
+                    let cp: Arc<Checkpoint> = Arc::from(cp);
                     let arms = !cp.timers.is_empty();
-                    if let Err(e) = self.persist(&cp).await {
+                    let began = std::time::Instant::now();
+                    let persisted = self.persist(&cp).await;
+                    self.deps.metrics.observe_checkpoint(began.elapsed());
+                    if let Err(e) = persisted {
                         tracing::warn!(run_id = %self.run.id, error = %e, "checkpoint failed; the run restarts from its last checkpoint");
                         let message = format!("checkpoint failed: {e}");
                         answer(reply, Err(e));
                         return Err(message);
                     }
+                    // Counted once the store has it: a lost fence or an outage counts nothing.
+                    self.deps
+                        .metrics
+                        .record_checkpoint(&self.run.workflow_id, &cp);
                     if arms {
                         self.watch.timers_armed();
                     }
                     // Persisted (and redacted) events only: a stream never shows one the
                     // store does not have.
                     self.events.publish(&self.run, cp.status, &cp.events);
+                    crate::trace::lifecycle_events(&self.span, &cp.events);
                 }
                 other => follow_up.push(other),
             }
@@ -299,10 +320,17 @@ impl RunState {
     /// the actor stays responsive while a slow call is in flight.
     fn run_step(&mut self, myself: &ActorRef<RunMsg>, step_id: String, attempt: i32) {
         let started_at = self.deps.clock.now();
-        let execution = self
-            .deps
-            .executor
-            .execute(&self.workflow, &step_id, &self.run, attempt);
+        let step_type = self
+            .workflow
+            .def
+            .step(&step_id)
+            .map_or("unknown", |s| s.kind.type_name());
+        let span = crate::trace::step_span(&self.span, &self.run, &step_id, step_type, attempt);
+        let execution = span.in_scope(|| {
+            self.deps
+                .executor
+                .execute(&self.workflow, &step_id, &self.run, attempt)
+        });
         match execution {
             Execution::Ready((outcome, events)) => {
                 let msg = RunMsg::StepFinished {
@@ -319,7 +347,7 @@ impl RunState {
             Execution::Pending(future) => {
                 let me = myself.clone();
                 let run_id = self.run.id;
-                let task = tokio::spawn(future);
+                let task = tokio::spawn(tracing::Instrument::instrument(future, span));
                 self.inflight = Some(task.abort_handle());
                 tokio::spawn(async move {
                     let msg = match task.await {
@@ -343,13 +371,15 @@ impl RunState {
         }
     }
 
-    /// Writes a checkpoint, retrying while the store is unavailable. A lost fence is final.
-    async fn persist(&self, cp: &Checkpoint) -> Result<i64, CommandError> {
+    /// Writes a checkpoint (through the group-commit batcher when it is on) and returns once
+    /// the commit holding it is done, retrying while the store is unavailable. A lost fence
+    /// is final.
+    async fn persist(&self, cp: &Arc<Checkpoint>) -> Result<i64, CommandError> {
         let cfg = &self.deps.config;
         let mut backoff = cfg.checkpoint_backoff;
         let mut attempt = 0;
         loop {
-            match self.deps.runs.checkpoint(cp).await {
+            match self.checkpoints.checkpoint(cp).await {
                 Ok(v) => return Ok(v),
                 Err(StoreError::Fenced { .. }) => return Err(CommandError::Conflict),
                 Err(e) if attempt < cfg.checkpoint_retries => {

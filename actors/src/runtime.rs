@@ -20,6 +20,21 @@ use crate::supervisor::{SupArgs, SupMsg, Supervisor};
 use crate::watch::RunWatch;
 use crate::workflows::WorkflowCache;
 
+/// Waits until the watch publishes a settled status (true), or the deadline passes or the
+/// watch closes (false).
+async fn settled_published(
+    rx: &mut tokio::sync::watch::Receiver<(scaff_core::run::RunStatus, i64)>,
+    deadline: tokio::time::Instant,
+) -> bool {
+    loop {
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) if rx.borrow_and_update().0.is_settled() => return true,
+            Ok(Ok(())) => {}
+            _ => return false,
+        }
+    }
+}
+
 /// How often a command is retried when the run's actor stops under it or loses a fence.
 const COMMAND_ATTEMPTS: usize = 4;
 
@@ -33,6 +48,9 @@ pub struct Runtime {
     watch: RunWatch,
     events: EventHub,
     timers: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
+    /// The `traceparent` the segments this handle starts are linked to
+    /// ([`Runtime::with_trace_parent`]).
+    caller: Option<crate::trace::TraceParent>,
 }
 
 impl Runtime {
@@ -41,8 +59,15 @@ impl Runtime {
         let live = Arc::new(DashMap::new());
         let watch = RunWatch::default();
         let events = EventHub::default();
+        let checkpoints = crate::batcher::Checkpointer::start(
+            deps.runs.clone(),
+            deps.metrics.clone(),
+            deps.config.checkpoint_batch_max,
+            deps.config.checkpoint_writers,
+        );
         let args = SupArgs {
             deps: deps.clone(),
+            checkpoints,
             live: live.clone(),
             watch: watch.clone(),
             events: events.clone(),
@@ -58,12 +83,22 @@ impl Runtime {
             watch,
             events,
             timers: Arc::default(),
+            caller: None,
         };
         let service = tokio::spawn(crate::timers::run(runtime.clone()));
         if let Ok(mut slot) = runtime.timers.lock() {
             *slot = Some(service.abort_handle());
         }
         Ok(runtime)
+    }
+
+    /// This handle, but the run segments its commands start (a launch, a resume that
+    /// rehydrates a run) are linked to the W3C `traceparent` of the request making them.
+    pub fn with_trace_parent(&self, traceparent: Option<&str>) -> Runtime {
+        Runtime {
+            caller: traceparent.map(Into::into),
+            ..self.clone()
+        }
     }
 
     /// What the runtime was given.
@@ -94,6 +129,11 @@ impl Runtime {
     /// Number of run actors alive now (runs executing, not runs that exist).
     pub fn live_count(&self) -> usize {
         self.live.len()
+    }
+
+    /// The metrics the runtime records into (and the API adds its own to).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.deps.metrics
     }
 
     /// Status notifications.
@@ -207,9 +247,10 @@ impl Runtime {
             let run = self.deps.runs.get_run(run_id).await?;
             match run {
                 Some(r) if !r.status.is_settled() && tokio::time::Instant::now() < deadline => {
-                    match tokio::time::timeout_at(deadline, rx.changed()).await {
-                        Ok(Ok(())) => continue,
-                        _ => break self.deps.runs.get_run(run_id).await?,
+                    // Read the store again only once a settled status is published: a run
+                    // stepping through ten steps would otherwise cost ten reads.
+                    if !settled_published(&mut rx, deadline).await {
+                        break self.deps.runs.get_run(run_id).await?;
                     }
                 }
                 other => break other,
@@ -248,6 +289,7 @@ impl Runtime {
                 |reply| SupMsg::Ensure {
                     run: Box::new(run),
                     workflow,
+                    caller: self.caller.clone(),
                     reply,
                 },
                 Some(self.deps.config.call_timeout),

@@ -15,6 +15,7 @@ use scaff_core::run::step::CompiledWorkflow;
 use scaff_core::run::{Run, RunStatus};
 use uuid::Uuid;
 
+use crate::batcher::Checkpointer;
 use crate::deps::Deps;
 use crate::error::CommandError;
 use crate::events::EventHub;
@@ -28,6 +29,8 @@ pub(crate) enum SupMsg {
     Ensure {
         run: Box<Run>,
         workflow: Arc<CompiledWorkflow>,
+        /// The `traceparent` of the request asking for the run, if any.
+        caller: Option<crate::trace::TraceParent>,
         reply: RpcReplyPort<Result<ActorRef<RunMsg>, CommandError>>,
     },
 }
@@ -38,6 +41,7 @@ pub(crate) struct Supervisor;
 /// What the supervisor starts from.
 pub(crate) struct SupArgs {
     pub deps: Deps,
+    pub checkpoints: Checkpointer,
     pub live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     pub watch: RunWatch,
     pub events: EventHub,
@@ -46,6 +50,7 @@ pub(crate) struct SupArgs {
 /// The supervisor's state.
 pub(crate) struct SupState {
     deps: Deps,
+    checkpoints: Checkpointer,
     live: Arc<DashMap<Uuid, ActorRef<RunMsg>>>,
     watch: RunWatch,
     events: EventHub,
@@ -67,6 +72,7 @@ impl Actor for Supervisor {
     ) -> Result<SupState, ActorProcessingErr> {
         Ok(SupState {
             deps: args.deps,
+            checkpoints: args.checkpoints,
             live: args.live,
             watch: args.watch,
             events: args.events,
@@ -85,9 +91,10 @@ impl Actor for Supervisor {
             SupMsg::Ensure {
                 run,
                 workflow,
+                caller,
                 reply,
             } => {
-                let result = state.ensure(&myself, *run, workflow, None).await;
+                let result = state.ensure(&myself, *run, workflow, None, caller).await;
                 let _ = reply.send(result);
             }
         }
@@ -127,6 +134,7 @@ impl SupState {
         run: Run,
         workflow: Arc<CompiledWorkflow>,
         first: Option<RunMsg>,
+        caller: Option<crate::trace::TraceParent>,
     ) -> Result<ActorRef<RunMsg>, CommandError> {
         if let Some(actor) = self.live.get(&run.id).map(|a| a.clone()) {
             if let Some(msg) = first {
@@ -156,9 +164,11 @@ impl SupState {
             run,
             workflow: workflow.clone(),
             deps: self.deps.clone(),
+            checkpoints: self.checkpoints.clone(),
             live: self.live.clone(),
             watch: self.watch.clone(),
             events: self.events.clone(),
+            caller,
         };
         let (actor, _) = Actor::spawn_linked(None, RunActor, args, myself.get_cell())
             .await
@@ -211,7 +221,7 @@ impl SupState {
             tracing::warn!(%run_id, restart = count, %panic, "run actor crashed; restarting from the last checkpoint");
             None
         };
-        if let Err(e) = self.ensure(myself, run, workflow, first).await {
+        if let Err(e) = self.ensure(myself, run, workflow, first, None).await {
             tracing::error!(%run_id, error = %e, "cannot restart a crashed run");
         }
     }

@@ -11,8 +11,10 @@ use scaff_actors::{
 use scaff_core::run::machine::Rejection;
 use scaff_core::run::step::CompiledWorkflow;
 use scaff_core::run::{Clock, Context, Run, RunStatus, StepStatus, SystemClock};
+use scaff_core::run::{EventRecord, StepRecord};
 use scaff_core::store::{
-    CreatedRun, MemoryStore, NewRun, NewWorkflowVersion, RunStore, WorkflowStore,
+    Checkpoint, CreatedRun, MemoryStore, NewRun, NewWorkflowVersion, Page, RunCursor, RunQuery,
+    RunStore, StoreError, WorkflowStore,
 };
 use serde_json::{Map, Value as Json, json};
 use uuid::Uuid;
@@ -53,6 +55,20 @@ struct Harness {
 }
 
 async fn harness(executor: Arc<dyn StepExecutor>, budget: u32) -> Harness {
+    let config = RuntimeConfig {
+        restart_budget: budget,
+        call_timeout: Duration::from_secs(10),
+        ..RuntimeConfig::default()
+    };
+    harness_over(executor, config, |store| store).await
+}
+
+/// A harness whose runtime writes runs through `runs` (given the memory store it wraps).
+async fn harness_over(
+    executor: Arc<dyn StepExecutor>,
+    config: RuntimeConfig,
+    runs: impl FnOnce(Arc<MemoryStore>) -> Arc<dyn RunStore>,
+) -> Harness {
     let store = Arc::new(MemoryStore::new());
     for src in [FORM_FLOW, CHAIN] {
         let wf = scaff_core::workflow::parse(src).expect("valid");
@@ -71,17 +87,14 @@ async fn harness(executor: Arc<dyn StepExecutor>, budget: u32) -> Harness {
             .expect("saved");
     }
     let deps = Deps {
-        runs: store.clone(),
+        runs: runs(store.clone()),
         workflows: store.clone(),
         timers: store.clone(),
         clock: Arc::new(SystemClock),
         executor,
-        config: RuntimeConfig {
-            restart_budget: budget,
-            call_timeout: Duration::from_secs(10),
-            ..RuntimeConfig::default()
-        },
+        config,
         redactor: Default::default(),
+        metrics: Default::default(),
     };
     let runtime = Runtime::start(deps).await.expect("runtime");
     Harness { store, runtime }
@@ -426,5 +439,112 @@ async fn waiting_for_a_run_that_does_not_settle_ends_at_the_deadline() {
         h.runtime.watch().watched(),
         0,
         "the watch channel was released"
+    );
+}
+
+/// The memory store, with each checkpoint batch taking a while (as a commit does), counting
+/// batches and their sizes.
+struct SlowCommits {
+    inner: Arc<MemoryStore>,
+    batches: AtomicU32,
+    largest: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl RunStore for SlowCommits {
+    async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
+        self.inner.create_run(new).await
+    }
+    async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
+        self.inner.get_run(id).await
+    }
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<Run, RunCursor>, StoreError> {
+        self.inner.list_runs(query).await
+    }
+    async fn checkpoint(&self, cp: &Checkpoint) -> Result<i64, StoreError> {
+        self.checkpoint_many(&[cp]).await.remove(0)
+    }
+    async fn checkpoint_many(&self, batch: &[&Checkpoint]) -> Vec<Result<i64, StoreError>> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        let size = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        self.largest.fetch_max(size, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.inner.checkpoint_many(batch).await
+    }
+    async fn run_steps(&self, id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
+        self.inner.run_steps(id).await
+    }
+    async fn run_events(&self, id: Uuid) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.run_events(id).await
+    }
+    async fn unfinished_runs(&self) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.unfinished_runs().await
+    }
+    async fn count_runs(&self, status: RunStatus) -> Result<u64, StoreError> {
+        self.inner.count_runs(status).await
+    }
+}
+
+/// Runs `n` chain runs at once over a store whose commits take 2 ms; returns the store.
+async fn many_chains(n: usize, batch_max: usize, writers: usize) -> Arc<SlowCommits> {
+    let mut slow = None;
+    let config = RuntimeConfig {
+        checkpoint_batch_max: batch_max,
+        checkpoint_writers: writers,
+        ..RuntimeConfig::default()
+    };
+    let h = harness_over(Arc::new(InlineExecutor), config, |inner| {
+        let store = Arc::new(SlowCommits {
+            inner,
+            batches: AtomicU32::new(0),
+            largest: AtomicU32::new(0),
+        });
+        slow = Some(store.clone());
+        store
+    })
+    .await;
+    let mut runs = Vec::new();
+    for _ in 0..n {
+        runs.push(h.start("chain").await);
+    }
+    for run in &runs {
+        let done = h.settled(run.id).await;
+        assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+        assert_eq!(done.context.runtime.get("n"), Some(&json!(3)));
+        let steps: Vec<String> = h
+            .store
+            .run_steps(run.id)
+            .await
+            .expect("steps")
+            .into_iter()
+            .map(|s| s.step_id)
+            .collect();
+        assert_eq!(steps, ["s1", "s2", "s3"], "each step exactly once");
+    }
+    assert!(h.all_passivated().await);
+    h.runtime.shutdown(Duration::from_secs(5)).await;
+    slow.expect("the store was built")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_runs_complete_with_group_commit() {
+    let store = many_chains(200, 128, 1).await;
+    let largest = store.largest.load(Ordering::SeqCst);
+    let batches = store.batches.load(Ordering::SeqCst);
+    assert!(largest > 1, "checkpoints of several runs shared a commit");
+    assert!(largest <= 128, "a batch holds at most checkpoint_batch_max");
+    // 200 runs × 4 checkpoints (start + 3 steps) in far fewer commits.
+    assert!(batches < 400, "{batches} commits for 800 checkpoints");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_works_with_several_writers_and_can_be_disabled() {
+    let store = many_chains(100, 16, 3).await;
+    assert!(store.largest.load(Ordering::SeqCst) <= 16);
+    let store = many_chains(50, 1, 1).await;
+    assert_eq!(
+        store.largest.load(Ordering::SeqCst),
+        1,
+        "batch max 1: every checkpoint its own commit"
     );
 }

@@ -134,6 +134,9 @@ impl Server {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                // The load driver calls the API without credentials, on loopback only.
+                "--auth",
+                "none",
                 "--database-url",
                 &url,
             ])

@@ -11,10 +11,10 @@
 //! - **patterns** ([`Patterns::On`]), replaced by typed markers ([`Kind::marker`]): bearer
 //!   tokens and `Authorization` values, API-key-like assignments (`api_key=…`, `"token": "…"`,
 //!   keeping the key), credentials in URLs (`scheme://user:…@host`), well-known key shapes
-//!   (`sk-…`, `ghp_…`, `AKIA…`, `xoxb-…`, `AIza…`), e-mail addresses, phone numbers (E.164 with
-//!   `+`, and the separated North-American forms), US social security numbers, and card
-//!   numbers (13–19 digits starting 2–6, plain or in the usual groups, passing the Luhn check —
-//!   so an order id is kept).
+//!   (`sk-…`, `ghp_…`, `AKIA…`, `xoxb-…`, `AIza…`, Scaff's own `scaff_…`), e-mail addresses,
+//!   phone numbers (E.164 with `+`, and the separated North-American forms), US social
+//!   security numbers, and card numbers (13–19 digits starting 2–6, plain or in the usual
+//!   groups, passing the Luhn check — so an order id is kept).
 //!
 //! # Implementation
 //! Hand-written over two crates already in the build: secret values are found with one
@@ -473,7 +473,9 @@ static PATTERNS: LazyLock<Regex> = LazyLock::new(|| {
         concat!(
             r"(?P<kshape>sk-[A-Za-z0-9_\-]{20,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
             r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{22,}|(?:AKIA|ASIA)[0-9A-Z]{16}",
-            r"|xox[abposr]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35})"
+            r"|xox[abposr]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}",
+            // Scaff's own API keys.
+            r"|scaff_[a-z2-7]{8}_[a-z2-7]{32})"
         )
         .to_string(),
         // 13 or more digits, single spaces or dashes between: card candidates (and whatever
@@ -517,6 +519,7 @@ static TRIGGERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
             "akia",
             "asia",
             "aiza",
+            "scaff_",
         ])
         .ok()
 });

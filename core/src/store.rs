@@ -4,6 +4,7 @@
 //! what it uses; [`Store`] bundles them for the composition root. The PostgreSQL and SQLite
 //! adapters in the `scaff` crate implement every trait and pass one contract suite.
 
+mod keys;
 mod memory;
 mod outbox;
 mod runs;
@@ -15,6 +16,7 @@ mod workflows;
 
 use async_trait::async_trait;
 
+pub use keys::*;
 pub use memory::MemoryStore;
 pub use outbox::*;
 pub use runs::*;
@@ -80,6 +82,7 @@ pub trait Store:
     + SettingsStore
     + TimerStore
     + OutboxStore
+    + KeyStore
     + Health
 {
 }
@@ -93,6 +96,7 @@ impl<T> Store for T where
         + SettingsStore
         + TimerStore
         + OutboxStore
+        + KeyStore
         + Health
 {
 }

@@ -76,7 +76,7 @@ pub enum ApiError {
     /// The caller may not do this (403).
     #[error("{0}")]
     Forbidden(String),
-    /// A credential (a resume token) is missing, invalid or expired (401).
+    /// A credential (an API key, a JWT, a resume token) is missing, invalid or expired (401).
     #[error("{0}")]
     Unauthorized(String),
     /// The request itself is malformed: unreadable JSON, bad query parameters (400).
@@ -196,7 +196,15 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
             _ => {}
         }
-        problem_response(self.status_code(), &self.problem())
+        let mut response = problem_response(self.status_code(), &self.problem());
+        if let ApiError::Unauthorized(_) = self {
+            // RFC 9110: a 401 names the scheme that would work.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"scaff\""),
+            );
+        }
+        response
     }
 }
 

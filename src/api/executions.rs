@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
+use super::auth::Caller;
 use super::cursor;
 use super::error::{ApiError, Problem, ProblemItem};
 use super::extract::{ApiPath, ApiQuery};
@@ -139,6 +140,9 @@ pub struct RunView {
     /// The idempotency key it was started with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Who started it (`key:<name>`, `jwt:<sub>`); absent when authentication is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -266,10 +270,21 @@ impl AppState {
             resume_token,
             error: run.error,
             idempotency_key: run.idempotency_key,
+            created_by: run.created_by,
             created_at: run.created_at,
             updated_at: run.updated_at,
             finished_at: run.finished_at,
         }
+    }
+
+    /// The run as `caller` may see it: the resume token of a form wait authorizes a resume,
+    /// so only callers who may resume (operators and admins) see it.
+    fn view_for(&self, caller: &Caller, run: Run) -> RunView {
+        let mut view = self.view(run);
+        if !caller.at_least(self, scaff_core::store::Role::Operator) {
+            view.resume_token = None;
+        }
+        view
     }
 
     fn wait_duration(&self, wait_ms: Option<u64>) -> Result<Duration, ApiError> {
@@ -527,6 +542,7 @@ impl From<CommandError> for ApiError {
 )]
 pub async fn start(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<WaitParams>,
     ApiJson(req): ApiJson<StartRequest>,
@@ -568,13 +584,13 @@ pub async fn start(
         pins: pin_templates(&state, &workflow.definition).await?,
         request_fingerprint: key.as_ref().map(|_| fingerprint(&req)),
         idempotency_key: key,
-        created_by: None,
+        created_by: caller.actor(),
         created_at: now,
         events: vec![EventRecord {
             seq: 1,
             kind: events::RUN_CREATED.into(),
             step_id: None,
-            actor: None,
+            actor: caller.actor(),
             data: json!({"workflow_id": workflow.id, "workflow_version": workflow.version}),
             created_at: now,
         }],
@@ -584,13 +600,15 @@ pub async fn start(
         Ok(CreatedRun::New(run)) => {
             // Before the launch, so live streams see `run.created` ahead of the run's own.
             state.runtime.publish_created(&run, &created_events);
-            state.runtime.launch(run.clone()).await?;
+            let runtime = state.runtime.with_trace_parent(traceparent(&headers));
+            runtime.launch(run.clone()).await?;
             (StatusCode::ACCEPTED, run)
         }
         Ok(CreatedRun::Existing(run)) => {
             // The first request may have died between creating and launching the run.
             if matches!(run.status, RunStatus::Queued | RunStatus::Running) {
-                state.runtime.launch(run.clone()).await?;
+                let runtime = state.runtime.with_trace_parent(traceparent(&headers));
+                runtime.launch(run.clone()).await?;
             }
             (StatusCode::OK, run)
         }
@@ -619,6 +637,7 @@ pub async fn start(
 )]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<JsonBody<RunList>, ApiError> {
     let status = status_filter(params.status.as_deref())?;
@@ -641,7 +660,11 @@ pub async fn list(
                 &format!("{}_{}", c.created_at.timestamp_micros(), c.id),
             )
         }),
-        items: page.items.into_iter().map(|r| state.view(r)).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|r| state.view_for(&caller, r))
+            .collect(),
     }))
 }
 
@@ -670,13 +693,14 @@ fn decode_run_cursor(key: &str) -> Result<RunCursor, ApiError> {
 )]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<WaitParams>,
 ) -> Result<JsonBody<RunView>, ApiError> {
     let wait = state.wait_duration(query.wait_ms)?;
     let run = existing_run(&state, &id).await?;
     let run = state.settled(run, wait).await?;
-    Ok(JsonBody(state.view(run)))
+    Ok(JsonBody(state.view_for(&caller, run)))
 }
 
 /// Read a run's context: `static`, `profile`, `inputs`, `runtime`.
@@ -779,11 +803,15 @@ pub async fn run_events(
 )]
 pub async fn resume(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<WaitParams>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<ResumeRequest>,
 ) -> Result<JsonBody<RunView>, ApiError> {
     let wait = state.wait_duration(req.wait_ms.or(query.wait_ms))?;
+    // The segment this resume starts is linked to the caller's trace.
+    let runtime = state.runtime.with_trace_parent(traceparent(&headers));
     let id = run_id(&id)?;
     if let Some(inputs) = &req.inputs {
         refuse_nul(&Json::Object(inputs.clone()), "inputs")?;
@@ -816,8 +844,7 @@ pub async fn resume(
                     claims.step, decision.step_id
                 )));
             }
-            state
-                .runtime
+            runtime
                 .decide(
                     id,
                     &claims.step,
@@ -839,14 +866,14 @@ pub async fn resume(
             ));
         }
         (None, None) => {
-            state
-                .runtime
+            runtime
                 .submit(
                     id,
                     &claims.step,
                     claims.ver,
                     req.inputs.unwrap_or_default(),
-                    None,
+                    // The token alone may authorize a resume: then it is the actor.
+                    Some(caller.actor().unwrap_or_else(|| "resume-token".to_string())),
                 )
                 .await
         }
@@ -854,6 +881,15 @@ pub async fn resume(
     .map_err(|e| command_error(e, id))?;
     let run = state.settled(run, wait).await?;
     Ok(JsonBody(state.view(run)))
+}
+
+/// The W3C `traceparent` header a request carries, if any (checked when it is used: one that
+/// does not parse is ignored).
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
 }
 
 /// The approvers of the approval a run waits on, each with their own token.
@@ -867,9 +903,9 @@ pub struct ApprovalTokens {
     pub approvers: Vec<ApproverToken>,
 }
 
-/// Each approver's own resume token for the approval a run waits on. Until notifications
-/// deliver tokens to approvers (and authentication restricts this route), this is how an
-/// operator hands them out; the tokens are not shown in the run's other representations.
+/// Each approver's own resume token for the approval a run waits on. Approvers are sent
+/// theirs when the wait begins; this is how an operator hands one out again. The tokens are
+/// not shown in the run's other representations.
 #[utoipa::path(
     get, path = "/v1/executions/{id}/approvals", tag = "executions",
     params(("id" = String, Path, description = "Run id")),
@@ -946,13 +982,14 @@ pub struct CancelRequest {
 )]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     OptionalJson(req): OptionalJson<CancelRequest>,
 ) -> Result<JsonBody<RunView>, ApiError> {
     let id = run_id(&id)?;
     let run = state
         .runtime
-        .cancel(id, None, req.reason)
+        .cancel(id, caller.actor(), req.reason)
         .await
         .map_err(|e| command_error(e, id))?;
     Ok(JsonBody(state.view(run)))

@@ -1,9 +1,11 @@
-//! Operations endpoints: liveness, readiness, the OpenAPI document and the rendered reference.
+//! Operations endpoints: liveness, readiness, metrics, the OpenAPI document and the rendered
+//! reference.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use scaff_core::run::RunStatus;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa::openapi::OpenApi;
@@ -35,6 +37,34 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await?;
     Ok(Json(Health { status: "ready" }))
+}
+
+/// Metrics, in the Prometheus (OpenMetrics) text format.
+///
+/// Runs by outcome and workflow; step, checkpoint and HTTP latencies; AI calls and tokens;
+/// live actors and waiting runs. `docs/operations.md` lists every series.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Every series, as OpenMetrics text", body = String,
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 500, description = "The metrics could not be rendered", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let metrics = state.runtime.metrics();
+    metrics.set_actors_live(state.runtime.live_count());
+    // Waiting runs hold no actor, so only the store knows them (an index keeps this count
+    // cheap). A store that does not answer leaves the last value; `/readyz` reports the store.
+    match state.store.count_runs(RunStatus::Waiting).await {
+        Ok(n) => metrics.set_runs_waiting(n),
+        Err(e) => tracing::warn!(error = %e, "cannot count waiting runs for /metrics"),
+    }
+    let text = metrics
+        .encode()
+        .map_err(|e| ApiError::Internal(format!("rendering metrics: {e}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, scaff_actors::metrics::CONTENT_TYPE)],
+        text,
+    ))
 }
 
 async fn openapi_yaml(State(state): State<AppState>) -> impl IntoResponse {

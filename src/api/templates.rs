@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::auth::Caller;
 use super::cursor;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiPath, ApiQuery};
@@ -50,6 +51,9 @@ pub struct TemplateResponse {
     /// Free text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who saved it (`key:<name>`, `jwt:<sub>`); absent when authentication is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     /// When this version was saved.
     pub created_at: DateTime<Utc>,
 }
@@ -62,6 +66,7 @@ impl From<TemplateVersion> for TemplateResponse {
             system: t.system,
             prompt: t.prompt,
             description: t.description,
+            created_by: t.created_by,
             created_at: t.created_at,
         }
     }
@@ -167,6 +172,7 @@ fn location_in(text: &str, offset: usize) -> Location {
 )]
 pub async fn create_template(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(new): ApiJson<NewTemplate>,
 ) -> Result<(StatusCode, HeaderMap, Json<TemplateResponse>), ApiError> {
     validate(&new)?;
@@ -177,7 +183,7 @@ pub async fn create_template(
             system: new.system,
             prompt: new.prompt,
             description: new.description,
-            created_by: None,
+            created_by: caller.actor(),
             created_at: state.clock.now(),
         })
         .await?;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::{DefinitionSource, OptionalDefinition};
 use super::cursor;
 use super::error::{ApiError, Problem};
@@ -145,6 +146,7 @@ fn new_version(
     id: String,
     mut wf: Workflow,
     source: String,
+    created_by: Option<String>,
 ) -> Result<NewWorkflowVersion, ApiError> {
     let expected_version = wf.version.take();
     wf.id = Some(id.clone());
@@ -155,7 +157,7 @@ fn new_version(
         definition: canonical(&wf)?,
         source,
         start_step: wf.start_step.clone(),
-        created_by: None,
+        created_by,
         expected_version,
     })
 }
@@ -297,6 +299,7 @@ fn created(
 )]
 pub async fn create_workflow(
     State(state): State<AppState>,
+    caller: Caller,
     DefinitionSource(src): DefinitionSource,
 ) -> Result<(StatusCode, HeaderMap, Json<WorkflowResponse>), ApiError> {
     let wf = parse(&src)?;
@@ -307,7 +310,7 @@ pub async fn create_workflow(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let saved = state
         .store
-        .create_workflow(new_version(id, wf, src)?)
+        .create_workflow(new_version(id, wf, src, caller.actor())?)
         .await?;
     Ok(created(format!("/v1/workflows/{}", saved.id), saved))
 }
@@ -331,6 +334,7 @@ pub async fn create_workflow(
 )]
 pub async fn add_version(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     DefinitionSource(src): DefinitionSource,
 ) -> Result<(StatusCode, HeaderMap, Json<WorkflowResponse>), ApiError> {
@@ -339,7 +343,7 @@ pub async fn add_version(
     check_templates(state.store.as_ref(), &src, &wf).await?;
     let saved = state
         .store
-        .add_workflow_version(new_version(id, wf, src)?)
+        .add_workflow_version(new_version(id, wf, src, caller.actor())?)
         .await?;
     Ok(created(
         format!("/v1/workflows/{}/versions/{}", saved.id, saved.version),
@@ -485,7 +489,7 @@ pub async fn validate_stored(
         }
         .into());
     }
-    let saved = new_version(id, wf, src)?;
+    let saved = new_version(id, wf, src, None)?;
     Ok(Json(ValidationResult {
         valid: true,
         definition: saved.definition,

@@ -18,6 +18,9 @@
 //! - a per-request timeout covering the whole exchange, and a response size limit
 //!   (`max_response_bytes`, default 10 MiB) enforced while reading, chunk by chunk.
 //!
+//! When traces are exported, each request carries a W3C `traceparent` naming the current
+//! (`http.call`) span, unless the step sets that header itself.
+//!
 //! Host entries are names or IP literals, compared case-insensitively; an entry starting with
 //! `.` (or `*.`) matches that domain and every name under it (`.example.com` matches
 //! `example.com` and `api.example.com`). System proxy settings are ignored (a proxy would
@@ -338,6 +341,13 @@ impl HttpPort for ReqwestHttp {
             let v = HeaderValue::from_str(value)
                 .map_err(|_| HttpError::Other(format!("header `{name}` has an invalid value")))?;
             headers.append(n, v);
+        }
+        // W3C trace context of the `http.call` span, unless the step sets its own.
+        if !headers.contains_key("traceparent")
+            && let Some(traceparent) = crate::telemetry::current_traceparent()
+            && let Ok(v) = HeaderValue::from_str(&traceparent)
+        {
+            headers.insert("traceparent", v);
         }
         let head = method == Method::HEAD;
         let mut builder = self

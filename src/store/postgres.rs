@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use scaff_core::run::{EventRecord, Run, RunError, StepRecord};
+use scaff_core::run::{EventRecord, Run, RunError, RunStatus, StepRecord};
 use scaff_core::store::{
     Checkpoint, CreatedRun, Health, NewMessage, NewRun, NewTemplateVersion, NewWorkflowVersion,
     Page, RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
@@ -364,6 +364,366 @@ macro_rules! CHECKPOINT_EXTRAS {
     };
 }
 
+/// A checkpoint's fence failed.
+fn fenced(cp: &Checkpoint) -> StoreError {
+    StoreError::Fenced {
+        run_id: cp.run_id,
+        expected: cp.expected_version,
+    }
+}
+
+/// Runs a checkpoint's one statement on `conn`: the run's new version, or `None` when the
+/// fence failed (then the statement wrote nothing and, inside a transaction, does not abort
+/// it). Outside a transaction it commits on its own.
+async fn write_checkpoint(
+    conn: &mut sqlx::PgConnection,
+    cp: &Checkpoint,
+) -> Result<Option<i64>, sqlx::Error> {
+    let steps = StepColumns::of(&cp.steps);
+    let ev = EventColumns::of(&cp.events);
+    // One statement, so one round trip and one implicit transaction: the inserts read
+    // from the fenced UPDATE, so when it matches no row nothing at all is written.
+    // Timers and messages are rare (a wait begins, a reminder fires): the common
+    // checkpoint keeps the shorter statement.
+    let extras = !cp.timers.is_empty() || !cp.messages.is_empty();
+    let sql = if extras {
+        concat!(
+            checkpoint_head!(),
+            CHECKPOINT_EXTRAS!(),
+            " SELECT version FROM upd"
+        )
+    } else {
+        concat!(checkpoint_head!(), " SELECT version FROM upd")
+    };
+    let query = sqlx::query_scalar(sql)
+        .bind(cp.run_id)
+        .bind(cp.expected_version)
+        .bind(cp.status.as_str())
+        .bind(&cp.current_step)
+        .bind(Json(&cp.context))
+        .bind(cp.waiting.as_ref().map(Json))
+        .bind(cp.error.as_ref().map(Json))
+        .bind(cp.step_seq)
+        .bind(cp.event_seq)
+        .bind(cp.at)
+        .bind(cp.finished_at)
+        .bind(&steps.seq)
+        .bind(&steps.step_id)
+        .bind(&steps.step_type)
+        .bind(&steps.attempt)
+        .bind(&steps.status)
+        .bind(&steps.input)
+        .bind(&steps.output)
+        .bind(&steps.error)
+        .bind(&steps.started_at)
+        .bind(&steps.finished_at)
+        .bind(&ev.seq)
+        .bind(&ev.kind)
+        .bind(&ev.step_id)
+        .bind(&ev.actor)
+        .bind(&ev.data)
+        .bind(&ev.created_at)
+        .bind(cp.step_state.as_ref().map(Json))
+        .bind(cp.wake_at);
+    let query = if extras {
+        let t = TimerColumns::of(&cp.timers);
+        let m = MessageColumns::of(&cp.messages);
+        query
+            .bind(t.id)
+            .bind(t.kind)
+            .bind(t.step_id)
+            .bind(t.version)
+            .bind(t.nth)
+            .bind(t.fire_at)
+            .bind(m.id)
+            .bind(m.step_id)
+            .bind(m.kind)
+            .bind(m.recipient)
+            .bind(m.wait_version)
+            .bind(m.data)
+    } else {
+        query
+    };
+    query.fetch_optional(&mut *conn).await
+}
+
+/// The checkpoints of several runs (each at most once) as one statement: one fenced
+/// `UPDATE … FROM UNNEST` over all the runs, with the step and event inserts joined to the
+/// rows it updated, so a fenced checkpoint writes nothing and does not stop the others.
+/// Returns (run id, new version) for every run whose fence held.
+const CHECKPOINT_MANY: &str = "WITH b AS ( \
+       SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::jsonb[], \
+         $6::jsonb[], $7::jsonb[], $8::int4[], $9::int4[], $10::timestamptz[], \
+         $11::timestamptz[], $12::jsonb[], $13::timestamptz[]) \
+         AS b(id, expected, status, current_step, context, waiting, error, step_seq, \
+           event_seq, at, finished_at, step_state, wake_at) \
+     ), upd AS ( \
+       UPDATE runs r SET status = b.status, current_step = b.current_step, \
+         context = b.context, waiting = b.waiting, error = b.error, step_seq = b.step_seq, \
+         event_seq = b.event_seq, updated_at = b.at, \
+         finished_at = COALESCE(b.finished_at, r.finished_at), step_state = b.step_state, \
+         wake_at = b.wake_at, version = r.version + 1 \
+       FROM b WHERE r.id = ANY($1::uuid[]) AND r.id = b.id AND r.version = b.expected \
+       RETURNING r.id, r.version \
+     ), st AS ( \
+       INSERT INTO run_steps (run_id, seq, step_id, step_type, attempt, status, input, \
+         output, error, started_at, finished_at) \
+       SELECT s.run_id, s.seq, s.step_id, s.step_type, s.attempt, s.status, s.input, \
+         s.output, s.error, s.started_at, s.finished_at \
+       FROM UNNEST($14::uuid[], $15::int4[], $16::text[], $17::text[], $18::int4[], \
+         $19::text[], $20::jsonb[], $21::jsonb[], $22::jsonb[], $23::timestamptz[], \
+         $24::timestamptz[]) WITH ORDINALITY \
+         AS s(run_id, seq, step_id, step_type, attempt, status, input, output, error, \
+           started_at, finished_at, n) \
+       JOIN upd ON upd.id = s.run_id ORDER BY s.n \
+     ), ev AS ( \
+       INSERT INTO events (run_id, seq, kind, step_id, actor, data, created_at) \
+       SELECT e.run_id, e.seq, e.kind, e.step_id, e.actor, e.data, e.created_at \
+       FROM UNNEST($25::uuid[], $26::int4[], $27::text[], $28::text[], $29::text[], \
+         $30::jsonb[], $31::timestamptz[]) WITH ORDINALITY \
+         AS e(run_id, seq, kind, step_id, actor, data, created_at, n) \
+       JOIN upd ON upd.id = e.run_id ORDER BY e.n \
+     ) \
+     SELECT id, version FROM upd";
+
+/// Runs `batch` (checkpoints of distinct runs, none carrying timers or messages) as one
+/// [`CHECKPOINT_MANY`] statement: each run's new version, or `None` where the fence failed.
+async fn write_checkpoints(
+    conn: &mut sqlx::PgConnection,
+    batch: &[&Checkpoint],
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    let steps: Vec<(Uuid, &StepRecord)> = batch
+        .iter()
+        .flat_map(|cp| cp.steps.iter().map(|s| (cp.run_id, s)))
+        .collect();
+    let events: Vec<(Uuid, &EventRecord)> = batch
+        .iter()
+        .flat_map(|cp| cp.events.iter().map(|e| (cp.run_id, e)))
+        .collect();
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(CHECKPOINT_MANY)
+        .bind(batch.iter().map(|c| c.run_id).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.expected_version).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|c| c.current_step.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|c| Json(&c.context)).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|c| c.waiting.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            batch
+                .iter()
+                .map(|c| c.error.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|c| c.step_seq).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.event_seq).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.finished_at).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|c| c.step_state.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|c| c.wake_at).collect::<Vec<_>>())
+        .bind(steps.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(steps.iter().map(|(_, s)| s.seq).collect::<Vec<_>>())
+        .bind(
+            steps
+                .iter()
+                .map(|(_, s)| s.step_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            steps
+                .iter()
+                .map(|(_, s)| s.step_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(steps.iter().map(|(_, s)| s.attempt).collect::<Vec<_>>())
+        .bind(
+            steps
+                .iter()
+                .map(|(_, s)| s.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            steps
+                .iter()
+                .map(|(_, s)| s.input.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            steps
+                .iter()
+                .map(|(_, s)| s.output.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            steps
+                .iter()
+                .map(|(_, s)| s.error.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(steps.iter().map(|(_, s)| s.started_at).collect::<Vec<_>>())
+        .bind(steps.iter().map(|(_, s)| s.finished_at).collect::<Vec<_>>())
+        .bind(events.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(events.iter().map(|(_, e)| e.seq).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|(_, e)| e.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|(_, e)| e.step_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|(_, e)| e.actor.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|(_, e)| Json(&e.data))
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|(_, e)| e.created_at).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+    let versions: std::collections::HashMap<Uuid, i64> = rows.into_iter().collect();
+    Ok(batch
+        .iter()
+        .map(|c| versions.get(&c.run_id).copied())
+        .collect())
+}
+
+/// The most a [`CHECKPOINT_MANY`] statement should carry, in bytes (estimated). sqlx does not
+/// set `TCP_NODELAY`: a message longer than one TCP segment (64 KiB on loopback) can wait for
+/// the server's delayed ACK (~40 ms) before its tail is sent. Statements below this size
+/// avoid that stall.
+const STATEMENT_BUDGET: usize = 16 * 1024;
+
+/// Splits `indices` (into `batch`) into runs of checkpoints whose estimated size fits
+/// [`STATEMENT_BUDGET`]; a checkpoint larger than that goes alone.
+fn by_size<'a>(indices: &'a [usize], batch: &[&Checkpoint]) -> Vec<&'a [usize]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (k, &i) in indices.iter().enumerate() {
+        let cp_size = approx_size(batch[i]);
+        if k > start && size + cp_size > STATEMENT_BUDGET {
+            chunks.push(&indices[start..k]);
+            (start, size) = (k, 0);
+        }
+        size += cp_size;
+    }
+    if start < indices.len() {
+        chunks.push(&indices[start..]);
+    }
+    chunks
+}
+
+/// A checkpoint's rough size on the wire: its JSON documents plus a fixed allowance for the
+/// other columns.
+fn approx_size(cp: &Checkpoint) -> usize {
+    let c = &cp.context;
+    let context: usize = [&c.static_data, &c.profile, &c.inputs, &c.runtime]
+        .into_iter()
+        .map(map_size)
+        .sum();
+    let steps: usize = cp
+        .steps
+        .iter()
+        .map(|s| {
+            160 + [&s.input, &s.output]
+                .into_iter()
+                .flatten()
+                .map(json_size)
+                .sum::<usize>()
+                + s.error.as_ref().map_or(0, |e| e.message.len() + 64)
+        })
+        .sum();
+    let events: usize = cp.events.iter().map(|e| 96 + json_size(&e.data)).sum();
+    let extra = cp.step_state.as_ref().map_or(0, json_size)
+        + cp.error.as_ref().map_or(0, |e| e.message.len() + 64)
+        + cp.waiting.as_ref().map_or(0, |_| 512);
+    256 + context + steps + events + extra
+}
+
+/// A JSON value's rough serialized size (strings and keys counted, punctuation estimated).
+fn json_size(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len() + 2,
+        serde_json::Value::Array(a) => 2 + a.iter().map(|x| json_size(x) + 1).sum::<usize>(),
+        serde_json::Value::Object(m) => map_size(m),
+        _ => 8,
+    }
+}
+
+fn map_size(m: &serde_json::Map<String, serde_json::Value>) -> usize {
+    2 + m
+        .iter()
+        .map(|(k, v)| k.len() + 4 + json_size(v))
+        .sum::<usize>()
+}
+
+impl PgStore {
+    /// Writes `batch` in one transaction with one commit (one WAL flush for all of them). The
+    /// checkpoints go in rounds, so a run's second checkpoint in the batch follows its first:
+    /// each round is [`CHECKPOINT_MANY`] statements (as few as [`STATEMENT_BUDGET`] allows)
+    /// over the runs it holds once, plus the
+    /// rare checkpoints carrying timers or messages, each with its own statement. A fenced
+    /// checkpoint writes nothing; any error rolls the whole batch back.
+    async fn checkpoint_batch(
+        &self,
+        batch: &[&Checkpoint],
+    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
+        // rounds[r] holds the indices of the runs' (r+1)-th checkpoints in the batch.
+        let mut rounds: Vec<Vec<usize>> = Vec::new();
+        let mut seen: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+        for (i, cp) in batch.iter().enumerate() {
+            let nth = seen.entry(cp.run_id).or_insert(0);
+            if rounds.len() <= *nth {
+                rounds.push(Vec::new());
+            }
+            rounds[*nth].push(i);
+            *nth += 1;
+        }
+        let mut versions = vec![None; batch.len()];
+        let mut tx = self.pool.begin().await?;
+        for round in rounds {
+            let (plain, extras): (Vec<usize>, Vec<usize>) = round
+                .into_iter()
+                .partition(|&i| batch[i].timers.is_empty() && batch[i].messages.is_empty());
+            for chunk in by_size(&plain, batch) {
+                let cps: Vec<&Checkpoint> = chunk.iter().map(|&i| batch[i]).collect();
+                let written = write_checkpoints(&mut tx, &cps).await?;
+                for (&i, v) in chunk.iter().zip(written) {
+                    versions[i] = v;
+                }
+            }
+            for i in extras {
+                versions[i] = write_checkpoint(&mut tx, batch[i]).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(versions)
+    }
+}
+
 #[async_trait]
 impl RunStore for PgStore {
     async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
@@ -471,79 +831,35 @@ impl RunStore for PgStore {
     }
 
     async fn checkpoint(&self, cp: &Checkpoint) -> Result<i64, StoreError> {
-        let steps = StepColumns::of(&cp.steps);
-        let ev = EventColumns::of(&cp.events);
-        // One statement, so one round trip and one implicit transaction: the inserts read
-        // from the fenced UPDATE, so when it matches no row nothing at all is written.
-        // Timers and messages are rare (a wait begins, a reminder fires): the common
-        // checkpoint keeps the shorter statement.
-        let extras = !cp.timers.is_empty() || !cp.messages.is_empty();
-        let sql = if extras {
-            concat!(
-                checkpoint_head!(),
-                CHECKPOINT_EXTRAS!(),
-                " SELECT version FROM upd"
-            )
-        } else {
-            concat!(checkpoint_head!(), " SELECT version FROM upd")
-        };
-        let query = sqlx::query_scalar(sql)
-            .bind(cp.run_id)
-            .bind(cp.expected_version)
-            .bind(cp.status.as_str())
-            .bind(&cp.current_step)
-            .bind(Json(&cp.context))
-            .bind(cp.waiting.as_ref().map(Json))
-            .bind(cp.error.as_ref().map(Json))
-            .bind(cp.step_seq)
-            .bind(cp.event_seq)
-            .bind(cp.at)
-            .bind(cp.finished_at)
-            .bind(&steps.seq)
-            .bind(&steps.step_id)
-            .bind(&steps.step_type)
-            .bind(&steps.attempt)
-            .bind(&steps.status)
-            .bind(&steps.input)
-            .bind(&steps.output)
-            .bind(&steps.error)
-            .bind(&steps.started_at)
-            .bind(&steps.finished_at)
-            .bind(&ev.seq)
-            .bind(&ev.kind)
-            .bind(&ev.step_id)
-            .bind(&ev.actor)
-            .bind(&ev.data)
-            .bind(&ev.created_at)
-            .bind(cp.step_state.as_ref().map(Json))
-            .bind(cp.wake_at);
-        let query = if extras {
-            let t = TimerColumns::of(&cp.timers);
-            let m = MessageColumns::of(&cp.messages);
-            query
-                .bind(t.id)
-                .bind(t.kind)
-                .bind(t.step_id)
-                .bind(t.version)
-                .bind(t.nth)
-                .bind(t.fire_at)
-                .bind(m.id)
-                .bind(m.step_id)
-                .bind(m.kind)
-                .bind(m.recipient)
-                .bind(m.wait_version)
-                .bind(m.data)
-        } else {
-            query
-        };
-        let version: Option<i64> = query
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        version.ok_or(StoreError::Fenced {
-            run_id: cp.run_id,
-            expected: cp.expected_version,
-        })
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let version = write_checkpoint(&mut conn, cp).await.map_err(unavailable)?;
+        version.ok_or(fenced(cp))
+    }
+
+    async fn checkpoint_many(&self, batch: &[&Checkpoint]) -> Vec<Result<i64, StoreError>> {
+        match batch {
+            [] => return Vec::new(),
+            [cp] => return vec![self.checkpoint(cp).await],
+            _ => {}
+        }
+        match self.checkpoint_batch(batch).await {
+            Ok(versions) => batch
+                .iter()
+                .zip(versions)
+                .map(|(cp, v)| v.ok_or(fenced(cp)))
+                .collect(),
+            Err(e) => {
+                // The batch failed as a whole (a lost connection, one checkpoint's constraint
+                // error aborting the transaction): nothing of it was committed. Write each on
+                // its own, so one bad checkpoint cannot fail its neighbours.
+                tracing::debug!(error = %e, size = batch.len(), "checkpoint batch failed; writing one by one");
+                let mut results = Vec::with_capacity(batch.len());
+                for cp in batch {
+                    results.push(self.checkpoint(cp).await);
+                }
+                results
+            }
+        }
     }
 
     async fn run_steps(&self, id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
@@ -580,6 +896,19 @@ impl RunStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)
+    }
+    async fn count_runs(&self, status: RunStatus) -> Result<u64, StoreError> {
+        // The status is written into the SQL (one of six fixed words, never client text) so
+        // the planner can use a partial index on it, which it cannot prove for a parameter.
+        let sql = format!(
+            "SELECT COUNT(*) FROM runs WHERE status = '{}'",
+            status.as_str()
+        );
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 
@@ -763,5 +1092,53 @@ impl Health for PgStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(blob: usize) -> Checkpoint {
+        let mut context = scaff_core::run::Context::default();
+        context
+            .runtime
+            .insert("blob".into(), serde_json::json!("x".repeat(blob)));
+        Checkpoint {
+            run_id: Uuid::now_v7(),
+            expected_version: 0,
+            status: RunStatus::Running,
+            current_step: None,
+            context,
+            step_state: None,
+            waiting: None,
+            error: None,
+            steps: vec![],
+            events: vec![],
+            step_seq: 0,
+            event_seq: 0,
+            finished_at: None,
+            at: Utc::now(),
+            timers: vec![],
+            messages: vec![],
+            wake_at: None,
+        }
+    }
+
+    #[test]
+    fn batches_split_by_size_in_order_and_a_large_checkpoint_goes_alone() {
+        let small = (0..10).map(|_| cp(1000)).collect::<Vec<_>>();
+        let big = cp(STATEMENT_BUDGET * 2);
+        let mut all: Vec<&Checkpoint> = small.iter().collect();
+        all.insert(3, &big);
+        let indices: Vec<usize> = (0..all.len()).collect();
+        let chunks = by_size(&indices, &all);
+        assert_eq!(chunks.concat(), indices, "every checkpoint once, in order");
+        assert!(chunks.contains(&&indices[3..4]), "{chunks:?}");
+        for chunk in &chunks {
+            let size: usize = chunk.iter().map(|&i| approx_size(all[i])).sum();
+            assert!(chunk.len() == 1 || size <= STATEMENT_BUDGET, "{chunk:?}");
+        }
+        assert!(by_size(&[], &all).is_empty());
     }
 }

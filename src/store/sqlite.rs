@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use scaff_core::run::{EventRecord, Run, StepRecord};
+use scaff_core::run::{EventRecord, Run, RunStatus, StepRecord};
 use scaff_core::store::{
     Checkpoint, CreatedRun, Health, NewMessage, NewRun, NewTemplateVersion, NewWorkflowVersion,
     Page, RunCursor, RunQuery, RunStore, SealedSecret, SecretStore, SettingsStore, StoreError,
@@ -298,6 +298,71 @@ async fn insert_messages(
     Ok(())
 }
 
+/// A checkpoint's fence failed.
+fn fenced(cp: &Checkpoint) -> StoreError {
+    StoreError::Fenced {
+        run_id: cp.run_id,
+        expected: cp.expected_version,
+    }
+}
+
+/// Writes a checkpoint inside the caller's transaction: the run's new version, or `None`
+/// when the fence failed (then nothing was written).
+async fn write_checkpoint(
+    conn: &mut SqliteConnection,
+    cp: &Checkpoint,
+) -> Result<Option<i64>, sqlx::Error> {
+    let version: Option<i64> = sqlx::query_scalar(
+        "UPDATE runs SET status = ?3, current_step = ?4, context = ?5, waiting = ?6, \
+             error = ?7, step_seq = ?8, event_seq = ?9, updated_at = ?10, \
+             finished_at = COALESCE(?11, finished_at), step_state = ?12, wake_at = ?13, \
+             version = version + 1 \
+             WHERE id = ?1 AND version = ?2 \
+             RETURNING version",
+    )
+    .bind(text_id(cp.run_id))
+    .bind(cp.expected_version)
+    .bind(cp.status.as_str())
+    .bind(&cp.current_step)
+    .bind(Json(&cp.context))
+    .bind(cp.waiting.as_ref().map(Json))
+    .bind(cp.error.as_ref().map(Json))
+    .bind(cp.step_seq)
+    .bind(cp.event_seq)
+    .bind(ts(cp.at))
+    .bind(cp.finished_at.map(ts))
+    .bind(cp.step_state.as_ref().map(Json))
+    .bind(cp.wake_at.map(ts))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    insert_steps(conn, cp.run_id, &cp.steps).await?;
+    insert_events(conn, cp.run_id, &cp.events).await?;
+    insert_timers(conn, cp.run_id, &cp.timers).await?;
+    insert_messages(conn, cp.run_id, cp.at, &cp.messages).await?;
+    Ok(Some(version))
+}
+
+impl SqliteStore {
+    /// Writes `batch` in one transaction on the writer connection, so one commit (one fsync)
+    /// makes all of it durable. A fenced checkpoint writes nothing and leaves the others; any
+    /// error rolls the whole batch back.
+    async fn checkpoint_batch(
+        &self,
+        batch: &[&Checkpoint],
+    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
+        let mut tx = self.write.begin().await?;
+        let mut versions = Vec::with_capacity(batch.len());
+        for cp in batch {
+            versions.push(write_checkpoint(&mut tx, cp).await?);
+        }
+        tx.commit().await?;
+        Ok(versions)
+    }
+}
+
 async fn insert_steps(
     conn: &mut SqliteConnection,
     run_id: Uuid,
@@ -419,51 +484,37 @@ impl RunStore for SqliteStore {
 
     async fn checkpoint(&self, cp: &Checkpoint) -> Result<i64, StoreError> {
         let mut tx = self.write.begin().await.map_err(unavailable)?;
-        let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE runs SET status = ?3, current_step = ?4, context = ?5, waiting = ?6, \
-             error = ?7, step_seq = ?8, event_seq = ?9, updated_at = ?10, \
-             finished_at = COALESCE(?11, finished_at), step_state = ?12, wake_at = ?13, \
-             version = version + 1 \
-             WHERE id = ?1 AND version = ?2 \
-             RETURNING version",
-        )
-        .bind(text_id(cp.run_id))
-        .bind(cp.expected_version)
-        .bind(cp.status.as_str())
-        .bind(&cp.current_step)
-        .bind(Json(&cp.context))
-        .bind(cp.waiting.as_ref().map(Json))
-        .bind(cp.error.as_ref().map(Json))
-        .bind(cp.step_seq)
-        .bind(cp.event_seq)
-        .bind(ts(cp.at))
-        .bind(cp.finished_at.map(ts))
-        .bind(cp.step_state.as_ref().map(Json))
-        .bind(cp.wake_at.map(ts))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(version) = version else {
+        let Some(version) = write_checkpoint(&mut tx, cp).await.map_err(unavailable)? else {
             tx.rollback().await.map_err(unavailable)?;
-            return Err(StoreError::Fenced {
-                run_id: cp.run_id,
-                expected: cp.expected_version,
-            });
+            return Err(fenced(cp));
         };
-        insert_steps(&mut tx, cp.run_id, &cp.steps)
-            .await
-            .map_err(unavailable)?;
-        insert_events(&mut tx, cp.run_id, &cp.events)
-            .await
-            .map_err(unavailable)?;
-        insert_timers(&mut tx, cp.run_id, &cp.timers)
-            .await
-            .map_err(unavailable)?;
-        insert_messages(&mut tx, cp.run_id, cp.at, &cp.messages)
-            .await
-            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(version)
+    }
+
+    async fn checkpoint_many(&self, batch: &[&Checkpoint]) -> Vec<Result<i64, StoreError>> {
+        match batch {
+            [] => return Vec::new(),
+            [cp] => return vec![self.checkpoint(cp).await],
+            _ => {}
+        }
+        match self.checkpoint_batch(batch).await {
+            Ok(versions) => batch
+                .iter()
+                .zip(versions)
+                .map(|(cp, v)| v.ok_or(fenced(cp)))
+                .collect(),
+            Err(e) => {
+                // The batch was rolled back as a whole: write each on its own, so one bad
+                // checkpoint cannot fail its neighbours.
+                tracing::debug!(error = %e, size = batch.len(), "checkpoint batch failed; writing one by one");
+                let mut results = Vec::with_capacity(batch.len());
+                for cp in batch {
+                    results.push(self.checkpoint(cp).await);
+                }
+                results
+            }
+        }
     }
 
     async fn run_steps(&self, id: Uuid) -> Result<Vec<StepRecord>, StoreError> {
@@ -501,6 +552,19 @@ impl RunStore for SqliteStore {
         .await
         .map_err(unavailable)?;
         Ok(ids.into_iter().map(Uuid::from).collect())
+    }
+    async fn count_runs(&self, status: RunStatus) -> Result<u64, StoreError> {
+        // The status is written into the SQL (one of six fixed words, never client text) so
+        // the planner can use a partial index on it, which it cannot prove for a parameter.
+        let sql = format!(
+            "SELECT COUNT(*) FROM runs WHERE status = '{}'",
+            status.as_str()
+        );
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 

@@ -245,6 +245,8 @@ impl Serving {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--auth",
+                "none",
             ])
             .env_remove("DATABASE_URL")
             .env_remove("SCAFF_SECRETS_KEY")

@@ -258,6 +258,7 @@ async fn migrate_prepares_a_database_and_exits() {
     assert_eq!(
         tables,
         [
+            "api_keys",
             "events",
             "outbox",
             "run_steps",

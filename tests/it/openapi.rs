@@ -38,6 +38,7 @@ fn every_route_of_the_contract_is_described() {
         "/v1/events/stream",
         "/healthz",
         "/readyz",
+        "/metrics",
         "/openapi.yaml",
         "/docs",
     ] {

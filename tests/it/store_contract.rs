@@ -973,7 +973,7 @@ mod runs {
         assert!(one.next_after.is_some());
     }
 
-    async fn unfinished_runs_are_queued_or_running_oldest_first(db: &TestDb) {
+    async fn unfinished_runs_are_queued_or_running_oldest_first_and_counted(db: &TestDb) {
         let s = with_workflows(db, &["wf"]).await;
         let b = base();
         let mut made = Vec::new();
@@ -994,6 +994,16 @@ mod runs {
             s.unfinished_runs().await.expect("unfinished"),
             vec![made[1].id, made[4].id, made[0].id]
         );
+        // Counts by status (the waiting-runs gauge reads these).
+        for (status, n) in [
+            (RunStatus::Queued, 2),
+            (RunStatus::Running, 1),
+            (RunStatus::Waiting, 1),
+            (RunStatus::Canceled, 1),
+            (RunStatus::Completed, 0),
+        ] {
+            assert_eq!(s.count_runs(status).await.expect("count"), n, "{status:?}");
+        }
     }
 
     async fn step_state_is_kept_between_checkpoints_until_cleared(db: &TestDb) {
@@ -1066,6 +1076,193 @@ mod runs {
         );
     }
 
+    /// A completed `set` step record numbered `seq`.
+    fn step(seq: i32, step_id: &str, at: DateTime<Utc>) -> StepRecord {
+        StepRecord {
+            seq,
+            step_id: step_id.into(),
+            step_type: "set".into(),
+            attempt: 1,
+            status: StepStatus::Completed,
+            input: None,
+            output: Some(json!({"n": seq})),
+            error: None,
+            started_at: at,
+            finished_at: at,
+        }
+    }
+
+    /// A checkpoint of `run` at `expected` that records step `seq` and event `seq + 1`.
+    fn stepped(run: &Run, expected: i64, seq: i32, at: DateTime<Utc>) -> Checkpoint {
+        let mut cp = checkpoint(run, expected, RunStatus::Running, at);
+        cp.current_step = Some(format!("s{seq}"));
+        cp.steps = vec![step(seq, &format!("s{seq}"), at)];
+        cp.events = vec![event(seq + 1, "step.completed", at)];
+        cp.step_seq = seq;
+        cp.event_seq = seq + 1;
+        cp
+    }
+
+    async fn a_batch_fences_each_checkpoint_on_its_own(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let a = created(&s, new_run("wf", t0)).await;
+        let b = created(&s, new_run("wf", t0)).await;
+        let c = created(&s, new_run("wf", t0)).await;
+        let t1 = t0 + Duration::seconds(1);
+        let stale = stepped(&b, 3, 1, t1);
+        let batch = [stepped(&a, 0, 1, t1), stale, stepped(&c, 0, 1, t1)];
+        let refs: Vec<&Checkpoint> = batch.iter().collect();
+        let results = s.checkpoint_many(&refs).await;
+        assert_eq!(results.len(), 3, "one result per checkpoint");
+        assert_eq!(results[0].as_ref().ok(), Some(&1), "{:?}", results[0]);
+        assert!(
+            matches!(&results[1], Err(StoreError::Fenced { run_id, expected: 3 }) if *run_id == b.id),
+            "{:?}",
+            results[1]
+        );
+        assert_eq!(results[2].as_ref().ok(), Some(&1), "{:?}", results[2]);
+        for run in [&a, &c] {
+            let read = s.get_run(run.id).await.expect("get").expect("exists");
+            assert_eq!(
+                (read.version, read.current_step.as_deref(), read.step_seq),
+                (1, Some("s1"), 1)
+            );
+            assert_eq!(
+                s.run_steps(run.id).await.expect("steps"),
+                vec![step(1, "s1", t1)]
+            );
+            let kinds: Vec<_> = s
+                .run_events(run.id)
+                .await
+                .expect("events")
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            assert_eq!(kinds, ["run.created", "step.completed"]);
+        }
+        assert_eq!(
+            s.get_run(b.id).await.expect("get"),
+            Some(b.clone()),
+            "the fenced run is unchanged"
+        );
+        assert_eq!(s.run_steps(b.id).await.expect("steps"), vec![]);
+        assert_eq!(s.run_events(b.id).await.expect("events").len(), 1);
+    }
+
+    /// A batch larger than one statement carries (PostgreSQL splits it by size) still
+    /// commits every checkpoint whose fence holds, each with its own context and records.
+    async fn a_large_batch_commits_every_checkpoint(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let t1 = t0 + Duration::seconds(1);
+        let mut runs = Vec::new();
+        for _ in 0..40 {
+            runs.push(created(&s, new_run("wf", t0)).await);
+        }
+        let batch: Vec<Checkpoint> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| {
+                let expected = if i == 17 { 5 } else { 0 };
+                let mut cp = stepped(run, expected, 1, t1);
+                cp.context
+                    .runtime
+                    .insert("blob".into(), json!(format!("{i}:{}", "x".repeat(3000))));
+                cp
+            })
+            .collect();
+        let refs: Vec<&Checkpoint> = batch.iter().collect();
+        let results = s.checkpoint_many(&refs).await;
+        assert_eq!(results.len(), 40);
+        for (i, (run, result)) in runs.iter().zip(&results).enumerate() {
+            let read = s.get_run(run.id).await.expect("get").expect("exists");
+            if i == 17 {
+                assert!(
+                    matches!(result, Err(StoreError::Fenced { .. })),
+                    "{result:?}"
+                );
+                assert_eq!(read.version, 0);
+                continue;
+            }
+            assert_eq!(result.as_ref().ok(), Some(&1), "run {i}: {result:?}");
+            assert_eq!(
+                read.context.runtime["blob"],
+                json!(format!("{i}:{}", "x".repeat(3000)))
+            );
+            assert_eq!(s.run_steps(run.id).await.expect("steps").len(), 1);
+            assert_eq!(s.run_events(run.id).await.expect("events").len(), 2);
+        }
+    }
+
+    async fn an_empty_batch_writes_nothing(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        assert!(s.checkpoint_many(&[]).await.is_empty());
+    }
+
+    async fn two_checkpoints_of_one_run_in_a_batch_commit_in_order(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let run = created(&s, new_run("wf", t0)).await;
+        let t1 = t0 + Duration::seconds(1);
+        let t2 = t0 + Duration::seconds(2);
+        let first = stepped(&run, 0, 1, t1);
+        let mut second = stepped(&run, 1, 2, t2);
+        second.status = RunStatus::Completed;
+        second.current_step = None;
+        second.finished_at = Some(t2);
+        let results = s.checkpoint_many(&[&first, &second]).await;
+        assert_eq!(
+            results.iter().map(|r| r.as_ref().ok()).collect::<Vec<_>>(),
+            [Some(&1), Some(&2)],
+            "{results:?}"
+        );
+        let read = s.get_run(run.id).await.expect("get").expect("exists");
+        assert_eq!(
+            (read.version, read.status, read.step_seq, read.finished_at),
+            (2, RunStatus::Completed, 2, Some(t2))
+        );
+        assert_eq!(
+            s.run_steps(run.id).await.expect("steps"),
+            vec![step(1, "s1", t1), step(2, "s2", t2)]
+        );
+        let seqs: Vec<_> = s
+            .run_events(run.id)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    /// One checkpoint breaking a constraint (a step number already taken) fails alone: the
+    /// batch falls back to writing each on its own. The in-memory store checks no such
+    /// constraint, so there is nothing to break there.
+    async fn a_failing_checkpoint_does_not_fail_its_batch(db: &TestDb) {
+        if db.url.is_empty() {
+            return;
+        }
+        let s = with_workflows(db, &["wf"]).await;
+        let t0 = SystemClock.now();
+        let a = created(&s, new_run("wf", t0)).await;
+        let b = created(&s, new_run("wf", t0)).await;
+        let t1 = t0 + Duration::seconds(1);
+        assert_eq!(s.checkpoint(&stepped(&b, 0, 1, t1)).await.expect("b"), 1);
+        // Step 1 of b again, at the right version: the fence holds, the insert does not.
+        let bad = stepped(&b, 1, 1, t1);
+        let results = s.checkpoint_many(&[&stepped(&a, 0, 1, t1), &bad]).await;
+        assert_eq!(results[0].as_ref().ok(), Some(&1), "{:?}", results[0]);
+        assert!(
+            matches!(&results[1], Err(StoreError::Unavailable(_))),
+            "{:?}",
+            results[1]
+        );
+        assert_eq!(s.run_steps(a.id).await.expect("steps").len(), 1);
+        let read = s.get_run(b.id).await.expect("get").expect("exists");
+        assert_eq!(read.version, 1, "the failed checkpoint wrote nothing");
+    }
+
     on_all_stores!(
         runs_round_trip_every_field,
         a_repeated_key_returns_the_earlier_run_or_conflicts,
@@ -1074,8 +1271,13 @@ mod runs {
         checkpoints_advance_the_version_and_append_history,
         a_stale_checkpoint_is_fenced_and_writes_nothing,
         concurrent_checkpoints_at_one_version_let_one_win,
+        a_batch_fences_each_checkpoint_on_its_own,
+        an_empty_batch_writes_nothing,
+        a_large_batch_commits_every_checkpoint,
+        two_checkpoints_of_one_run_in_a_batch_commit_in_order,
+        a_failing_checkpoint_does_not_fail_its_batch,
         listing_runs_pages_newest_first_with_filters,
-        unfinished_runs_are_queued_or_running_oldest_first,
+        unfinished_runs_are_queued_or_running_oldest_first_and_counted,
         step_state_is_kept_between_checkpoints_until_cleared,
         settings_keep_the_first_value,
         concurrent_settings_agree_on_one_value,
@@ -1837,5 +2039,132 @@ mod outbox {
         deliveries_and_failures_are_recorded,
         listing_filters_and_pages_newest_first,
         concurrent_claims_never_share_a_message,
+    );
+}
+
+mod keys {
+    use chrono::{DateTime, Duration, SubsecRound, Utc};
+    use scaff_core::store::{NewApiKey, Role, StoreError};
+    use uuid::Uuid;
+
+    use crate::on_all_stores;
+    use crate::support::TestDb;
+
+    fn now() -> DateTime<Utc> {
+        Utc::now().trunc_subsecs(6)
+    }
+
+    fn key(name: &str, prefix: &str, role: Role, at: DateTime<Utc>) -> NewApiKey {
+        NewApiKey {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            role,
+            prefix: prefix.into(),
+            hash: format!("{:0>64}", prefix),
+            created_at: at,
+        }
+    }
+
+    async fn keys_round_trip_and_list_oldest_first(db: &TestDb) {
+        let s = db.store.as_ref();
+        assert_eq!(s.count_keys().await.expect("count"), 0);
+        let t = now();
+        let ci = s
+            .create_key(key("ci", "aaaaaaaa", Role::Operator, t))
+            .await
+            .expect("create");
+        assert_eq!(
+            (ci.name.as_str(), ci.role, ci.prefix.as_str(), ci.created_at),
+            ("ci", Role::Operator, "aaaaaaaa", t)
+        );
+        assert_eq!((ci.last_used_at, ci.revoked_at), (None, None));
+        let ops = s
+            .create_key(key(
+                "ops ✓",
+                "bbbbbbbb",
+                Role::Admin,
+                t + Duration::seconds(1),
+            ))
+            .await
+            .expect("create");
+        let read = s
+            .key_by_prefix("aaaaaaaa")
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(read, ci);
+        assert_eq!(s.key_by_prefix("zzzzzzzz").await.expect("read"), None);
+        let listed = s.list_keys().await.expect("list");
+        assert_eq!(listed, vec![ci.clone(), ops]);
+        assert_eq!(s.count_keys().await.expect("count"), 2);
+        let used = t + Duration::seconds(5);
+        s.touch_key(ci.id, used).await.expect("touch");
+        let read = s
+            .key_by_prefix("aaaaaaaa")
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(read.last_used_at, Some(used));
+    }
+
+    async fn prefixes_are_unique_and_names_unique_among_live_keys(db: &TestDb) {
+        let s = db.store.as_ref();
+        let t = now();
+        let first = s
+            .create_key(key("ci", "cccccccc", Role::Viewer, t))
+            .await
+            .expect("create");
+        let taken = s
+            .create_key(key("other", "cccccccc", Role::Viewer, t))
+            .await;
+        assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+        let same_name = s.create_key(key("ci", "dddddddd", Role::Viewer, t)).await;
+        assert!(
+            matches!(same_name, Err(StoreError::Conflict(_))),
+            "{same_name:?}"
+        );
+        s.revoke_key(first.id, t).await.expect("revoke");
+        s.create_key(key("ci", "dddddddd", Role::Viewer, t))
+            .await
+            .expect("a revoked key's name is free again");
+    }
+
+    async fn revoking_keeps_the_first_time_and_counts_stay(db: &TestDb) {
+        let s = db.store.as_ref();
+        let t = now();
+        let k = s
+            .create_key(key("gone", "eeeeeeee", Role::Admin, t))
+            .await
+            .expect("create");
+        let revoked = s
+            .revoke_key(k.id, t + Duration::seconds(1))
+            .await
+            .expect("revoke")
+            .expect("found");
+        assert_eq!(revoked.revoked_at, Some(t + Duration::seconds(1)));
+        let again = s
+            .revoke_key(k.id, t + Duration::seconds(9))
+            .await
+            .expect("revoke")
+            .expect("found");
+        assert_eq!(again.revoked_at, Some(t + Duration::seconds(1)));
+        assert_eq!(s.revoke_key(Uuid::now_v7(), t).await.expect("revoke"), None);
+        assert_eq!(
+            s.count_keys().await.expect("count"),
+            1,
+            "revoked keys count"
+        );
+        let read = s
+            .key_by_prefix("eeeeeeee")
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(read.revoked_at, Some(t + Duration::seconds(1)));
+    }
+
+    on_all_stores!(
+        keys_round_trip_and_list_oldest_first,
+        prefixes_are_unique_and_names_unique_among_live_keys,
+        revoking_keeps_the_first_time_and_counts_stay,
     );
 }

@@ -262,6 +262,20 @@ impl TestApp {
         .await
     }
 
+    /// The router with authentication required: API keys from `db`'s store, and JWTs as
+    /// `jwt` describes.
+    pub async fn with_auth(db: &TestDb, jwt: scaff::auth::JwtSettings) -> TestApp {
+        let verifier = scaff::auth::JwtVerifier::new(&jwt).expect("JWT settings");
+        Self::with_settings(
+            db,
+            Settings {
+                auth: Arc::new(scaff::auth::Authenticator::required(verifier)),
+                ..Settings::default()
+            },
+        )
+        .await
+    }
+
     /// The router with custom settings.
     pub async fn with_settings(db: &TestDb, settings: Settings) -> TestApp {
         let state = server::build(db.store.clone(), settings)
@@ -395,9 +409,17 @@ impl Server {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Starts `scaff serve --listen 127.0.0.1:0` in `cwd` with extra env, and waits (bounded)
-    /// for the log line that names the bound address.
+    /// Starts `scaff serve --listen 127.0.0.1:0 --auth none` in `cwd` with extra env, and
+    /// waits (bounded) for the log line that names the bound address.
     pub fn start(cwd: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut all = vec!["--auth", "none"];
+        all.extend_from_slice(args);
+        Self::start_secured(cwd, envs, &all)
+    }
+
+    /// Like [`Server::start`], but with authentication as configured by `args` (required,
+    /// unless they say otherwise).
+    pub fn start_secured(cwd: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_scaff"));
         cmd.current_dir(cwd)
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
@@ -686,4 +708,45 @@ async fn smtp_session(socket: tokio::net::TcpStream, state: Arc<std::sync::Mutex
             return;
         }
     }
+}
+
+/// Personal data and credentials a run may carry, one per redaction pattern: (input key, the
+/// value, a fragment that must not appear anywhere outside the run's context — also found in
+/// the value's percent-encoded form).
+pub const PERSONAL: &[(&str, &str, &str)] = &[
+    ("email", "jane.doe@customer.example", "jane.doe"),
+    ("card", "4111111111111111", "4111111111111111"),
+    ("phone", "+14155552671", "4155552671"),
+    ("ssn", "123-45-6789", "123-45-6789"),
+    (
+        "auth",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.cGF5bG9hZA.c2lnbmF0dXJl",
+        "cGF5bG9hZA",
+    ),
+    ("note", "api_key=zq81mbx7tq2kfj4n", "zq81mbx7tq2kfj4n"),
+];
+
+/// The run inputs holding every [`PERSONAL`] value.
+pub fn personal_inputs() -> Value {
+    Value::Object(
+        PERSONAL
+            .iter()
+            .map(|(k, v, _)| (k.to_string(), Value::String(v.to_string())))
+            .collect(),
+    )
+}
+
+/// An `api_call` query sending every [`PERSONAL`] input (so it shows up in the recorded URL).
+pub fn personal_query() -> Value {
+    Value::Object(
+        PERSONAL
+            .iter()
+            .map(|(k, _, _)| {
+                (
+                    k.to_string(),
+                    Value::String(format!("{{{{ inputs.{k} }}}}")),
+                )
+            })
+            .collect(),
+    )
 }

@@ -211,12 +211,17 @@ fn well_known_key_shapes_are_redacted() {
     );
     redacts("aws AKIAIOSFODNN7EXAMPLE.", "aws [REDACTED:key].");
     redacts("slack xoxb-1234567890-abcdefghij", "slack [REDACTED:key]");
+    redacts(
+        "key scaff_abcdefgh_abcdefghijklmnopqrstuvwxyz234567 made",
+        "key [REDACTED:key] made",
+    );
 }
 
 #[test]
 fn key_shape_near_misses_are_kept() {
     keeps("task-abcdefghijklmnopqrstuvwxyz");
     keeps("sk-short");
+    keeps("scaff_runs_waiting scaff_http_requests_total");
     keeps("AKIAIOSFODNN7EXAMPLEX and AKIA1234");
 }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
+use super::{ApiKey, KeyStore, NewApiKey};
 use super::{
     Checkpoint, CreatedRun, Health, MessageStatus, NewRun, NewTemplateVersion, NewWorkflowVersion,
     OutboxMessage, OutboxQuery, OutboxStore, Page, RunCursor, RunQuery, RunStore, SealedSecret,
@@ -31,6 +32,8 @@ struct Inner {
     secrets: BTreeMap<String, SealedSecret>,
     timers: Vec<Timer>,
     outbox: Vec<OutboxMessage>,
+    /// API keys, oldest first.
+    keys: Vec<ApiKey>,
 }
 
 /// A store that lives in a mutex; every operation is atomic.
@@ -353,6 +356,10 @@ impl RunStore for MemoryStore {
         runs.sort_by_key(|r| (r.created_at, r.id));
         Ok(runs.into_iter().map(|r| r.id).collect())
     }
+    async fn count_runs(&self, status: RunStatus) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        Ok(inner.runs.values().filter(|r| r.status == status).count() as u64)
+    }
 }
 
 #[async_trait]
@@ -641,5 +648,74 @@ impl SecretStore for MemoryStore {
 impl Health for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn create_key(&self, key: NewApiKey) -> Result<ApiKey, StoreError> {
+        let mut inner = self.lock();
+        if inner.keys.iter().any(|k| k.prefix == key.prefix) {
+            return Err(StoreError::Conflict(format!(
+                "a key with prefix `{}` exists",
+                key.prefix
+            )));
+        }
+        if inner
+            .keys
+            .iter()
+            .any(|k| k.revoked_at.is_none() && k.name == key.name)
+        {
+            return Err(StoreError::Conflict(format!(
+                "a key named `{}` exists",
+                key.name
+            )));
+        }
+        let stored = ApiKey {
+            id: key.id,
+            name: key.name,
+            role: key.role,
+            prefix: key.prefix,
+            hash: key.hash,
+            created_at: key.created_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        inner.keys.push(stored.clone());
+        Ok(stored)
+    }
+
+    async fn key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self
+            .lock()
+            .keys
+            .iter()
+            .find(|k| k.prefix == prefix)
+            .cloned())
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys = self.lock().keys.clone();
+        keys.sort_by_key(|k| (k.created_at, k.id));
+        Ok(keys)
+    }
+
+    async fn revoke_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<Option<ApiKey>, StoreError> {
+        let mut inner = self.lock();
+        Ok(inner.keys.iter_mut().find(|k| k.id == id).map(|k| {
+            k.revoked_at.get_or_insert(at);
+            k.clone()
+        }))
+    }
+
+    async fn touch_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(k) = self.lock().keys.iter_mut().find(|k| k.id == id) {
+            k.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn count_keys(&self) -> Result<i64, StoreError> {
+        Ok(i64::try_from(self.lock().keys.len()).unwrap_or(i64::MAX))
     }
 }

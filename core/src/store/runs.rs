@@ -125,6 +125,22 @@ pub trait RunStore: Send + Sync {
     /// Writes a checkpoint if the run is still at `expected_version`; returns the new version.
     async fn checkpoint(&self, checkpoint: &Checkpoint) -> Result<i64, StoreError>;
 
+    /// Writes several checkpoints (of one run or many) together; one result per checkpoint,
+    /// in order. Each is fenced on its own, exactly as by [`RunStore::checkpoint`]: a stale one
+    /// gets [`StoreError::Fenced`] and writes nothing, while the others are written. A later
+    /// checkpoint of a run may expect the version an earlier one of the same batch produces.
+    ///
+    /// A store that can commits the whole batch at once (group commit: one transaction, one
+    /// flush to disk), and answers only once it is durable. The default writes them one by
+    /// one.
+    async fn checkpoint_many(&self, batch: &[&Checkpoint]) -> Vec<Result<i64, StoreError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for cp in batch {
+            results.push(self.checkpoint(cp).await);
+        }
+        results
+    }
+
     /// The run's step history, in order.
     async fn run_steps(&self, id: Uuid) -> Result<Vec<StepRecord>, StoreError>;
 
@@ -133,6 +149,9 @@ pub trait RunStore: Send + Sync {
 
     /// Runs left `queued` or `running` (by a crash), oldest first, for recovery at start-up.
     async fn unfinished_runs(&self) -> Result<Vec<Uuid>, StoreError>;
+
+    /// How many runs are in `status` now (for gauges; an index keeps it cheap for `waiting`).
+    async fn count_runs(&self, status: RunStatus) -> Result<u64, StoreError>;
 }
 
 /// Small server-wide settings (e.g. the generated resume-token secret).
