@@ -399,3 +399,48 @@ on_both_stores!(
     a_message_about_a_finished_wait_is_not_sent,
     the_outbox_filters_pages_and_refuses_bad_queries,
 );
+
+/// The binary, configured by nothing but the conventional `SMTP_URL` variable, mails an
+/// approver when an approval starts waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_sends_through_smtp_url() {
+    let sink = crate::support::SmtpSink::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let server = crate::support::Server::start(
+        dir.path(),
+        &[("SMTP_URL", sink.url().as_str())],
+        &["--outbox-poll-ms", "50"],
+    );
+    let client = reqwest::Client::new();
+    let wf = serde_json::json!({
+        "id": "ok", "name": "ok", "start_step": "check",
+        "steps": [{"id": "check", "type": "approval", "config": {"approvers": ["ann@example.com"]}}],
+    });
+    let saved = client
+        .post(server.url("/v1/workflows"))
+        .json(&wf)
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(saved.status(), 201);
+    let started = client
+        .post(server.url("/v1/executions"))
+        .json(&serde_json::json!({"workflow_id": "ok", "wait_ms": 5000}))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(started.status(), 202);
+    let mail = crate::support::wait_for(std::time::Duration::from_secs(20), || async {
+        sink.mails().into_iter().next()
+    })
+    .await
+    .expect("a mail reached the SMTP server named by SMTP_URL");
+    assert_eq!(mail.to, ["ann@example.com"]);
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains("\"notifications\":\"smtp\"")),
+        "the start-up line names the SMTP transport"
+    );
+}

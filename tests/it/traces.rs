@@ -235,6 +235,7 @@ async fn a_run_is_one_trace_of_segment_step_and_call_spans() {
             }, "next": "write"},
             {"id": "write", "type": "ai_generate", "config": {
                 "prompt": "Summarize the call for {{ inputs.email }} as JSON.",
+                "model": "mock-small",
                 "output_key": "summary",
                 "json_schema": {"type": "object", "properties": {"headline": {"type": "string"}},
                                 "required": ["headline"]},
@@ -350,6 +351,7 @@ async fn a_run_is_one_trace_of_segment_step_and_call_spans() {
     let a = attrs(ai);
     assert_eq!(a["gen_ai.system"], json!("mock"));
     assert_eq!(a["gen_ai.operation.name"], json!("chat"));
+    assert_eq!(a["gen_ai.request.model"], json!("mock-small"));
     assert!(a["gen_ai.response.model"].is_string(), "{a:?}");
     assert!(
         a["gen_ai.usage.input_tokens"]
