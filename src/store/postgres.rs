@@ -206,15 +206,24 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
-    fn of(events: &'a [EventRecord]) -> Self {
-        Self {
-            seq: events.iter().map(|e| e.seq).collect(),
-            kind: events.iter().map(|e| e.kind.as_str()).collect(),
-            step_id: events.iter().map(|e| e.step_id.as_deref()).collect(),
-            actor: events.iter().map(|e| e.actor.as_deref()).collect(),
-            data: events.iter().map(|e| Json(&e.data)).collect(),
-            created_at: events.iter().map(|e| e.created_at).collect(),
+    fn of(events: impl IntoIterator<Item = &'a EventRecord>) -> Self {
+        let mut c = Self {
+            seq: Vec::new(),
+            kind: Vec::new(),
+            step_id: Vec::new(),
+            actor: Vec::new(),
+            data: Vec::new(),
+            created_at: Vec::new(),
+        };
+        for e in events {
+            c.seq.push(e.seq);
+            c.kind.push(e.kind.as_str());
+            c.step_id.push(e.step_id.as_deref());
+            c.actor.push(e.actor.as_deref());
+            c.data.push(Json(&e.data));
+            c.created_at.push(e.created_at);
         }
+        c
     }
 }
 
@@ -279,19 +288,32 @@ struct StepColumns<'a> {
 }
 
 impl<'a> StepColumns<'a> {
-    fn of(steps: &'a [StepRecord]) -> Self {
-        Self {
-            seq: steps.iter().map(|s| s.seq).collect(),
-            step_id: steps.iter().map(|s| s.step_id.as_str()).collect(),
-            step_type: steps.iter().map(|s| s.step_type.as_str()).collect(),
-            attempt: steps.iter().map(|s| s.attempt).collect(),
-            status: steps.iter().map(|s| s.status.as_str()).collect(),
-            input: steps.iter().map(|s| s.input.as_ref().map(Json)).collect(),
-            output: steps.iter().map(|s| s.output.as_ref().map(Json)).collect(),
-            error: steps.iter().map(|s| s.error.as_ref().map(Json)).collect(),
-            started_at: steps.iter().map(|s| s.started_at).collect(),
-            finished_at: steps.iter().map(|s| s.finished_at).collect(),
+    fn of(steps: impl IntoIterator<Item = &'a StepRecord>) -> Self {
+        let mut c = Self {
+            seq: Vec::new(),
+            step_id: Vec::new(),
+            step_type: Vec::new(),
+            attempt: Vec::new(),
+            status: Vec::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+            error: Vec::new(),
+            started_at: Vec::new(),
+            finished_at: Vec::new(),
+        };
+        for s in steps {
+            c.seq.push(s.seq);
+            c.step_id.push(s.step_id.as_str());
+            c.step_type.push(s.step_type.as_str());
+            c.attempt.push(s.attempt);
+            c.status.push(s.status.as_str());
+            c.input.push(s.input.as_ref().map(Json));
+            c.output.push(s.output.as_ref().map(Json));
+            c.error.push(s.error.as_ref().map(Json));
+            c.started_at.push(s.started_at);
+            c.finished_at.push(s.finished_at);
         }
+        c
     }
 }
 
@@ -500,6 +522,8 @@ async fn write_checkpoints(
         .iter()
         .flat_map(|cp| cp.events.iter().map(|e| (cp.run_id, e)))
         .collect();
+    let st = StepColumns::of(steps.iter().map(|(_, s)| *s));
+    let ev = EventColumns::of(events.iter().map(|(_, e)| *e));
     let rows: Vec<(Uuid, i64)> = sqlx::query_as(CHECKPOINT_MANY)
         .bind(batch.iter().map(|c| c.run_id).collect::<Vec<_>>())
         .bind(batch.iter().map(|c| c.expected_version).collect::<Vec<_>>())
@@ -535,73 +559,23 @@ async fn write_checkpoints(
         )
         .bind(batch.iter().map(|c| c.wake_at).collect::<Vec<_>>())
         .bind(steps.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(steps.iter().map(|(_, s)| s.seq).collect::<Vec<_>>())
-        .bind(
-            steps
-                .iter()
-                .map(|(_, s)| s.step_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|(_, s)| s.step_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(steps.iter().map(|(_, s)| s.attempt).collect::<Vec<_>>())
-        .bind(
-            steps
-                .iter()
-                .map(|(_, s)| s.status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|(_, s)| s.input.as_ref().map(Json))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|(_, s)| s.output.as_ref().map(Json))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|(_, s)| s.error.as_ref().map(Json))
-                .collect::<Vec<_>>(),
-        )
-        .bind(steps.iter().map(|(_, s)| s.started_at).collect::<Vec<_>>())
-        .bind(steps.iter().map(|(_, s)| s.finished_at).collect::<Vec<_>>())
+        .bind(&st.seq)
+        .bind(&st.step_id)
+        .bind(&st.step_type)
+        .bind(&st.attempt)
+        .bind(&st.status)
+        .bind(&st.input)
+        .bind(&st.output)
+        .bind(&st.error)
+        .bind(&st.started_at)
+        .bind(&st.finished_at)
         .bind(events.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(events.iter().map(|(_, e)| e.seq).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| e.kind.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| e.step_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| e.actor.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(_, e)| Json(&e.data))
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|(_, e)| e.created_at).collect::<Vec<_>>())
+        .bind(&ev.seq)
+        .bind(&ev.kind)
+        .bind(&ev.step_id)
+        .bind(&ev.actor)
+        .bind(&ev.data)
+        .bind(&ev.created_at)
         .fetch_all(&mut *conn)
         .await?;
     let versions: std::collections::HashMap<Uuid, i64> = rows.into_iter().collect();
