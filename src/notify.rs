@@ -358,10 +358,15 @@ impl Sender {
                 m.message.recipient
             ));
         }
-        let Some(token) = self
-            .tokens
-            .issue_for(&run, &m.message.recipient, self.clock.now())
-        else {
+        let token = match &waiting.input {
+            // A form's token is the run's own (any holder may submit it once).
+            WaitingInput::Form { .. } => self.tokens.issue(&run, self.clock.now()),
+            WaitingInput::Approval { .. } => {
+                self.tokens
+                    .issue_for(&run, &m.message.recipient, self.clock.now())
+            }
+        };
+        let Some(token) = token else {
             return Prepared::Retry("cannot sign a resume token".into());
         };
         let expires = self

@@ -198,7 +198,10 @@ mod tests {
             context: Context::default(),
             waiting: Some(Waiting {
                 step_id: "collect".into(),
-                input: WaitingInput::Form { fields: Vec::new() },
+                input: WaitingInput::Form {
+                    fields: Vec::new(),
+                    notify: Vec::new(),
+                },
                 since,
                 version: 3,
                 deadline: None,

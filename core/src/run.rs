@@ -139,6 +139,9 @@ pub enum WaitingInput {
     Form {
         /// The fields to fill in.
         fields: Vec<Field>,
+        /// Who is told the form waits (rendered addresses).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notify: Vec<String>,
     },
     /// Approvers' decisions.
     Approval {

@@ -1,5 +1,6 @@
-//! Subject and plain-text body of an approval message: the workflow, the step, the step's
-//! message, the deadline, and ready-to-paste requests to approve or reject.
+//! Subject and plain-text body of a message: for an approval, the workflow, the step, the
+//! step's message, the deadline, and ready-to-paste requests to approve or reject; for a form,
+//! its fields and a ready-to-paste request to submit them.
 
 use chrono::{DateTime, Utc};
 use scaff_core::store::{MessageKind, OutboxMessage};
@@ -106,6 +107,9 @@ pub fn render(
     let reminder = match m.kind {
         MessageKind::ApprovalReminder => Some(facts.reminder.unwrap_or(1)),
         MessageKind::ApprovalRequested => None,
+        MessageKind::FormRequested | MessageKind::FormReminder => {
+            return render_form(msg, &facts, base, token, token_expires);
+        }
     };
     let subject = match reminder {
         Some(n) => format!("Reminder {n}: approval needed for \"{name}\" (step {step})"),
@@ -182,6 +186,107 @@ pub fn render(
         "The token is yours alone ({}) and decides this approval once{validity}.",
         m.recipient
     ));
+    line(&format!(
+        "The execution: GET {base}/v1/executions/{}",
+        msg.run_id
+    ));
+    Rendered { subject, body }
+}
+
+/// A form message: its fields and the request that submits them.
+fn render_form(
+    msg: &OutboxMessage,
+    facts: &Facts<'_>,
+    base: &str,
+    token: &str,
+    token_expires: Option<DateTime<Utc>>,
+) -> Rendered {
+    let m = &msg.message;
+    let title = facts.title();
+    let name = one_line(title, MAX_SUBJECT_NAME);
+    let step = one_line(&m.step_id, MAX_SUBJECT_NAME);
+    let reminder = (m.kind == MessageKind::FormReminder).then(|| facts.reminder.unwrap_or(1));
+    let subject = match reminder {
+        Some(n) => format!("Reminder {n}: input needed for \"{name}\" (step {step})"),
+        None => format!("Input needed for \"{name}\" (step {step})"),
+    };
+    let fields: Vec<(String, String, bool)> = m
+        .data
+        .get("fields")
+        .and_then(Json::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|f| {
+                    let text = |k: &str| f.get(k).and_then(Json::as_str).unwrap_or("").to_string();
+                    let required = f.get("required").and_then(Json::as_bool).unwrap_or(false);
+                    (text("key"), text("type"), required)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let inputs: serde_json::Map<String, Json> = fields
+        .iter()
+        .map(|(k, t, _)| {
+            let example = match t.as_str() {
+                "number" | "integer" => json!(0),
+                "boolean" => json!(false),
+                _ => json!(""),
+            };
+            (k.clone(), example)
+        })
+        .collect();
+    let submit = json!({"resume_token": token, "inputs": inputs}).to_string();
+    let resume = format!("{base}/v1/executions/{}/resume", msg.run_id);
+    let mut body = String::new();
+    let mut line = |s: &str| {
+        body.push_str(s);
+        body.push('\n');
+    };
+    line("Hello,");
+    line("");
+    match reminder {
+        Some(_) => line(&format!(
+            "Reminder: \"{title}\" is still waiting for input."
+        )),
+        None => line(&format!("\"{title}\" is waiting for input.")),
+    }
+    line("");
+    line(&format!("  Step:       {}", m.step_id));
+    line(&format!("  Execution:  {}", msg.run_id));
+    match facts.deadline {
+        Some(d) => line(&format!(
+            "  Deadline:   {} (the form times out then)",
+            human_time(d)
+        )),
+        None => line("  Deadline:   none"),
+    }
+    line("");
+    line("Fields:");
+    for (k, t, required) in &fields {
+        let req = if *required { ", required" } else { "" };
+        line(&format!("  {k} ({t}{req})"));
+    }
+    line("");
+    line("To submit, fill in the values and POST this JSON body to");
+    line(&format!("  {resume}"));
+    line("with the header Content-Type: application/json:");
+    line("");
+    line(&submit);
+    line("");
+    line("For example, with curl:");
+    line("");
+    line(&format!(
+        "curl -X POST {} -H 'Content-Type: application/json' -d {}",
+        shell_quote(&resume),
+        shell_quote(&submit)
+    ));
+    line("");
+    if let Some(t) = token_expires {
+        line(&format!(
+            "The token submits this form once, until {}.",
+            when(t)
+        ));
+    }
     line(&format!(
         "The execution: GET {base}/v1/executions/{}",
         msg.run_id

@@ -392,7 +392,75 @@ async fn the_outbox_filters_pages_and_refuses_bad_queries(db: &TestDb) {
         .problem(400);
 }
 
+/// A form with a `notify` list mails each listed address the form's fields and a request
+/// that submits them; posting it (values filled in) continues the run.
+async fn a_form_notifies_its_list_with_a_request_that_submits(db: &TestDb) {
+    let sink = SmtpSink::start().await;
+    let app =
+        TestApp::with_settings(db, settings(Some(sink.url()), Duration::from_millis(20))).await;
+    save(
+        &app,
+        r#"
+id: intake
+name: Intake
+start_step: ask
+steps:
+  - id: ask
+    type: form
+    config:
+      fields: [{key: title, type: string, required: true}, {key: words, type: integer}]
+      notify: [ops@example.com, "{{ profile.owner }}"]
+"#,
+    )
+    .await;
+    let run = app
+        .post(
+            "/v1/executions",
+            "application/json",
+            json!({"workflow_id": "intake", "profile": {"owner": "max@example.com"}, "wait_ms": 5000})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(run.json["status"], "waiting", "{}", run.text);
+    let id = run.json["id"].as_str().expect("id").to_string();
+    let mails = wait_for(DEADLINE, || {
+        let mails = sink.mails();
+        async move { (mails.len() >= 2).then_some(mails) }
+    })
+    .await
+    .expect("one mail per listed address");
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["max@example.com", "ops@example.com"]);
+    let body = mails[0].body();
+    assert!(
+        mails[0]
+            .header("Subject")
+            .unwrap_or_default()
+            .starts_with("Input needed"),
+        "{body}"
+    );
+    assert!(body.contains("title (string, required)"), "{body}");
+    let mut request: Value = body
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or_else(|| panic!("no submit request in:\n{body}"));
+    request["inputs"] = json!({"title": "Rust tips", "words": 300});
+    request["wait_ms"] = json!(5000);
+    let resumed = app
+        .post(
+            &format!("/v1/executions/{id}/resume"),
+            "application/json",
+            request.to_string(),
+        )
+        .await;
+    assert_eq!(resumed.status, 200, "{}", resumed.text);
+    assert_eq!(resumed.json["status"], "completed", "{}", resumed.text);
+}
+
 on_both_stores!(
+    a_form_notifies_its_list_with_a_request_that_submits,
     each_approver_is_mailed_a_token_that_decides,
     a_transient_smtp_failure_is_retried,
     without_smtp_messages_are_logged_and_listed,

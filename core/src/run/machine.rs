@@ -353,7 +353,7 @@ impl Machine<'_> {
                 actor,
             } => {
                 let waiting = check_waiting(run, &step_id, version)?;
-                let WaitingInput::Form { fields } = &waiting.input else {
+                let WaitingInput::Form { fields, .. } = &waiting.input else {
                     return Err(Rejection::WrongInput(
                         "this step waits for approvals, not form inputs",
                     ));
@@ -824,9 +824,16 @@ fn finish_step(
                 deadline,
                 reminders_sent: 0,
             };
-            if let WaitingInput::Approval { approvers, .. } = &waiting.input {
-                for who in approvers.clone() {
-                    draft.message(wf, &waiting, MessageKind::ApprovalRequested, who);
+            match &waiting.input {
+                WaitingInput::Approval { approvers, .. } => {
+                    for who in approvers.clone() {
+                        draft.message(wf, &waiting, MessageKind::ApprovalRequested, who);
+                    }
+                }
+                WaitingInput::Form { notify, .. } => {
+                    for who in notify.clone() {
+                        draft.message(wf, &waiting, MessageKind::FormRequested, who);
+                    }
                 }
             }
             draft.run.status = RunStatus::Waiting;
@@ -896,13 +903,24 @@ impl Draft {
         kind: MessageKind,
         recipient: String,
     ) {
-        let (message, min_approvals) = match &waiting.input {
+        let (message, min_approvals, fields) = match &waiting.input {
             WaitingInput::Approval {
                 message,
                 min_approvals,
                 ..
-            } => (message.clone(), Some(*min_approvals)),
-            WaitingInput::Form { .. } => (None, None),
+            } => (message.clone(), Some(*min_approvals), None),
+            WaitingInput::Form { fields, .. } => (
+                None,
+                None,
+                Some(
+                    fields
+                        .iter()
+                        .map(
+                            |f| json!({"key": f.key, "type": f.field_type, "required": f.required}),
+                        )
+                        .collect::<Vec<_>>(),
+                ),
+            ),
         };
         let data = json!({
             "workflow_id": wf.def.id,
@@ -912,6 +930,7 @@ impl Draft {
             "min_approvals": min_approvals,
             "deadline": waiting.deadline,
             "reminder": waiting.reminders_sent,
+            "fields": fields,
         });
         let seed = self.run.id.as_u128()
             ^ ((self.run.event_seq as u128) << 64)
@@ -989,25 +1008,31 @@ fn fire(
             return Err(Rejection::Stale);
         }
         let mut reminded = Vec::new();
-        if let WaitingInput::Approval {
-            approvers,
-            decisions,
-            ..
-        } = &waiting.input
-        {
-            for who in approvers {
-                let decided = decisions
-                    .iter()
-                    .any(|d| d.approver.eq_ignore_ascii_case(who));
-                if !decided {
-                    reminded.push(who.clone());
+        let kind = match &waiting.input {
+            WaitingInput::Approval {
+                approvers,
+                decisions,
+                ..
+            } => {
+                for who in approvers {
+                    let decided = decisions
+                        .iter()
+                        .any(|d| d.approver.eq_ignore_ascii_case(who));
+                    if !decided {
+                        reminded.push(who.clone());
+                    }
                 }
+                MessageKind::ApprovalReminder
             }
-        }
+            WaitingInput::Form { notify, .. } => {
+                reminded.extend(notify.iter().cloned());
+                MessageKind::FormReminder
+            }
+        };
         let mut waiting = waiting;
         waiting.reminders_sent = nth;
         for who in &reminded {
-            draft.message(wf, &waiting, MessageKind::ApprovalReminder, who.clone());
+            draft.message(wf, &waiting, kind, who.clone());
         }
         if let Some(every) = policy.and_then(|p| p.reminder) {
             let at = now + chrono::Duration::seconds(secs(every));

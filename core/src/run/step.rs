@@ -74,6 +74,8 @@ pub mod failure {
     pub const APPROVAL_TIMEOUT: &str = "approval.timeout";
     /// A form's deadline passed without a submission (and no `on_timeout`).
     pub const FORM_TIMEOUT: &str = "form.timeout";
+    /// A form's `notify` address could not be rendered.
+    pub const FORM_NOTIFY: &str = "form.notify_invalid";
     /// An approval's `message` could not be rendered.
     pub const APPROVAL_MESSAGE: &str = "approval.message_invalid";
 }
@@ -175,9 +177,15 @@ pub fn execute(wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutco
         );
     };
     match (step, &def.kind) {
-        (CompiledStep::Form, StepKind::Form(form)) => StepOutcome::Wait(WaitingInput::Form {
-            fields: form.fields.clone(),
-        }),
+        (CompiledStep::Form, StepKind::Form(form)) => {
+            match addresses(&form.notify, &ctx.to_json()) {
+                Ok(notify) => StepOutcome::Wait(WaitingInput::Form {
+                    fields: form.fields.clone(),
+                    notify,
+                }),
+                Err(message) => fail(failure::FORM_NOTIFY, step_id, message),
+            }
+        }
         (CompiledStep::Approval, StepKind::Approval(a)) => approval(step_id, a, ctx),
         (CompiledStep::Conditional { branches, default }, _) => {
             conditional(step_id, branches, default, ctx)
@@ -192,6 +200,27 @@ pub fn execute(wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutco
             ),
         ),
     }
+}
+
+/// `list` with its templated entries rendered over `data`, de-duplicated case-insensitively;
+/// an entry that does not render, or not to an address, is an error naming it.
+fn addresses(list: &[String], data: &Json) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for who in list {
+        let address = if who.contains("{{") || who.contains("{%") {
+            match crate::template::render(who, data) {
+                Ok(r) if r.contains('@') => r.trim().to_string(),
+                Ok(r) => return Err(format!("`{who}` rendered to `{r}`, not an e-mail address")),
+                Err(e) => return Err(format!("`{who}`: {}", e.message)),
+            }
+        } else {
+            who.clone()
+        };
+        if !out.iter().any(|a| a.eq_ignore_ascii_case(&address)) {
+            out.push(address);
+        }
+    }
+    Ok(out)
 }
 
 /// Waits for the approvers, rendering any templated addresses (`{{ profile.manager }}`).

@@ -20,6 +20,10 @@ pub enum MessageKind {
     ApprovalRequested,
     /// A reminder: the approval still waits for this approver.
     ApprovalReminder,
+    /// A form started waiting; this person is on its `notify` list.
+    FormRequested,
+    /// A reminder: the form still waits.
+    FormReminder,
 }
 
 impl MessageKind {
@@ -28,6 +32,8 @@ impl MessageKind {
         match self {
             MessageKind::ApprovalRequested => "approval_requested",
             MessageKind::ApprovalReminder => "approval_reminder",
+            MessageKind::FormRequested => "form_requested",
+            MessageKind::FormReminder => "form_reminder",
         }
     }
 
@@ -36,6 +42,8 @@ impl MessageKind {
         match s {
             "approval_requested" => Some(MessageKind::ApprovalRequested),
             "approval_reminder" => Some(MessageKind::ApprovalReminder),
+            "form_requested" => Some(MessageKind::FormRequested),
+            "form_reminder" => Some(MessageKind::FormReminder),
             _ => None,
         }
     }

@@ -127,6 +127,10 @@ pub struct WaitPolicy {
 pub struct FormConfig {
     /// The fields, in display order.
     pub fields: Vec<Field>,
+    /// E-mail addresses (or templates yielding them) told when the form starts waiting, and
+    /// reminded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
     /// Deadline and reminder.
     #[serde(flatten)]
     pub wait: WaitPolicy,

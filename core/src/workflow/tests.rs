@@ -1208,3 +1208,17 @@ fn timeout_of_90s_canonicalizes_with_largest_units_first() {
         Some("1m30s")
     );
 }
+
+#[test]
+fn a_form_notify_entry_that_is_not_an_email_is_invalid() {
+    let d = one(&step(
+        "form",
+        &[
+            "fields: [{key: x, type: string}]",
+            "notify: [a@example.com, nobody]",
+        ],
+    ));
+    assert_eq!(d.path, "steps[0].config.notify[1]");
+    assert_eq!(d.code, codes::VALUE_INVALID);
+    assert_says(&d, "`nobody` is not an e-mail address");
+}

@@ -179,7 +179,9 @@ fn a_form_checkpoints_waiting_then_passivates() {
     );
     let waiting = cp.waiting.as_ref().expect("waiting");
     assert_eq!(waiting.step_id, "collect");
-    assert!(matches!(&waiting.input, WaitingInput::Form { fields } if fields[0].key == "words"));
+    assert!(
+        matches!(&waiting.input, WaitingInput::Form { fields, .. } if fields[0].key == "words")
+    );
     assert_eq!(live.run.version, 1);
 }
 

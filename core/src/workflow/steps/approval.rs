@@ -89,7 +89,8 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<A
 }
 
 /// A pragmatic address check: one `@`, something before it, a dotted domain after it.
-fn is_email(s: &str) -> bool {
+/// Whether `s` looks like one e-mail address.
+pub(super) fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };

@@ -24,10 +24,56 @@ const FIELD_KEYS: &[&str] = &[
     "description",
 ];
 
+/// The `notify` list: e-mail addresses, or templates (rendered when the form starts waiting).
+fn recipients(d: &mut Decoder, node: &Node, path: &str) -> Option<Vec<String>> {
+    let list = d.string_list(node, path)?;
+    let mut out: Vec<String> = Vec::new();
+    for (i, (who, loc)) in list.into_iter().enumerate() {
+        if who.contains("{{") || who.contains("{%") {
+            if let Err(e) = crate::lang::check_template(&who) {
+                d.err(
+                    codes::TEMPLATE_INVALID,
+                    &index(path, i),
+                    loc,
+                    format!(
+                        "invalid template at character {}: {}",
+                        e.offset + 1,
+                        e.message
+                    ),
+                );
+            }
+        } else if !super::approval::is_email(&who) {
+            d.err(
+                codes::VALUE_INVALID,
+                &index(path, i),
+                loc,
+                format!("`{who}` is not an e-mail address"),
+            );
+        } else if out.contains(&who) {
+            d.err(
+                codes::VALUE_INVALID,
+                &index(path, i),
+                loc,
+                format!("`{who}` is listed twice"),
+            );
+        }
+        out.push(who);
+    }
+    Some(out)
+}
+
 pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<FormConfig> {
-    let keys: Vec<&str> = ["fields"].iter().chain(wait::KEYS).copied().collect();
+    let keys: Vec<&str> = ["fields", "notify"]
+        .iter()
+        .chain(wait::KEYS)
+        .copied()
+        .collect();
     let obj = d.mapping(cfg, &ctx.path, &keys)?;
     let wait = wait::decode(d, &obj, ctx);
+    let notify = match obj.get("notify") {
+        Some(node) => recipients(d, node, &obj.path_of("notify"))?,
+        None => Vec::new(),
+    };
     let node = d.required(&obj, "fields", "the list of form fields")?;
     let path = obj.path_of("fields");
     let items = d.list(node, &path)?;
@@ -58,7 +104,11 @@ pub(super) fn decode(d: &mut Decoder, cfg: &Node, ctx: &mut Ctx<'_>) -> Option<F
             None => complete = false,
         }
     }
-    complete.then_some(FormConfig { fields, wait })
+    complete.then_some(FormConfig {
+        fields,
+        notify,
+        wait,
+    })
 }
 
 fn decode_field(
