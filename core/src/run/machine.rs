@@ -935,16 +935,10 @@ impl Draft {
         let seed = self.run.id.as_u128()
             ^ ((self.run.event_seq as u128) << 64)
             ^ (self.messages.len() as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let random = seed.to_le_bytes();
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&seed.to_le_bytes()[..10]);
         let millis = self.now.timestamp_millis().max(0) as u64;
-        let id = uuid::Builder::from_unix_timestamp_millis(
-            millis,
-            &[
-                random[0], random[1], random[2], random[3], random[4], random[5], random[6],
-                random[7], random[8], random[9],
-            ],
-        )
-        .into_uuid();
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
         self.messages.push(NewMessage {
             id,
             kind,

@@ -202,7 +202,8 @@ pub fn execute(wf: &CompiledWorkflow, step_id: &str, ctx: &Context) -> StepOutco
     }
 }
 
-/// `list` with its templated entries rendered over `data`, de-duplicated case-insensitively;
+/// `list` (approvers, a form's `notify`) with its templated entries rendered over `data`,
+/// de-duplicated case-insensitively (the first spelling kept);
 /// an entry that does not render, or not to an address, is an error naming it.
 fn addresses(list: &[String], data: &Json) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::with_capacity(list.len());
@@ -216,7 +217,8 @@ fn addresses(list: &[String], data: &Json) -> Result<Vec<String>, String> {
         } else {
             who.clone()
         };
-        if !out.iter().any(|a| a.eq_ignore_ascii_case(&address)) {
+        let key = address.to_lowercase();
+        if !out.iter().any(|a| a.to_lowercase() == key) {
             out.push(address);
         }
     }
@@ -226,33 +228,11 @@ fn addresses(list: &[String], data: &Json) -> Result<Vec<String>, String> {
 /// Waits for the approvers, rendering any templated addresses (`{{ profile.manager }}`).
 fn approval(step_id: &str, a: &crate::workflow::ApprovalConfig, ctx: &Context) -> StepOutcome {
     let data = ctx.to_json();
-    let mut approvers = Vec::with_capacity(a.approvers.len());
-    for who in &a.approvers {
-        if !who.contains("{{") && !who.contains("{%") {
-            approvers.push(who.clone());
-            continue;
-        }
-        match crate::template::render(who, &data) {
-            Ok(rendered) if rendered.contains('@') => approvers.push(rendered.trim().to_string()),
-            Ok(rendered) => {
-                return fail(
-                    failure::APPROVERS,
-                    step_id,
-                    format!("approver `{who}` rendered to `{rendered}`, not an e-mail address"),
-                );
-            }
-            Err(e) => {
-                return fail(
-                    failure::APPROVERS,
-                    step_id,
-                    format!("approver `{who}`: {}", e.message),
-                );
-            }
-        }
-    }
     // One person, one vote: a rendered address may repeat a listed one.
-    let mut seen = std::collections::HashSet::new();
-    approvers.retain(|a| seen.insert(a.to_lowercase()));
+    let approvers = match addresses(&a.approvers, &data) {
+        Ok(list) => list,
+        Err(message) => return fail(failure::APPROVERS, step_id, format!("approver {message}")),
+    };
     if (approvers.len() as u32) < a.min_approvals {
         return fail(
             failure::APPROVERS,
