@@ -16,7 +16,7 @@
 //! - `batcher`: group commit — the checkpoints of many runs written in one transaction.
 //! - [`deps`]: what the runtime is given: store ports, clock, step executor, settings.
 //! - [`trace`]: the `run` and `step` spans and how they join distributed traces.
-//! - [`watch`]: notifications of run status changes, for clients that wait for a run to settle.
+//! - [`watch`]: run snapshots after each transition, for clients that wait for a run to settle.
 //! - [`events`]: the hub of persisted lifecycle events, for live streams.
 //! - [`metrics`]: the Prometheus registry the runtime and the API record into.
 //! - `timers`: the timer service firing durable timers (deadlines, reminders, back-offs).
@@ -45,4 +45,4 @@ pub use error::CommandError;
 pub use events::{EventHub, RunEvent, RunSubscription};
 pub use metrics::Metrics;
 pub use runtime::Runtime;
-pub use watch::RunWatch;
+pub use watch::{RunWatch, Watcher};

@@ -302,8 +302,7 @@ impl RunState {
         }
         self.run = transition.run;
         self.pending = transition.pending_events;
-        self.watch
-            .publish(self.run.id, self.run.status, self.run.version);
+        self.watch.publish(&self.run);
         answer(reply, Ok(self.run.clone()));
         for effect in follow_up {
             match effect {

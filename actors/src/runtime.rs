@@ -17,23 +17,8 @@ use crate::error::CommandError;
 use crate::events::EventHub;
 use crate::run_actor::{Reply, RunMsg};
 use crate::supervisor::{SupArgs, SupMsg, Supervisor};
-use crate::watch::RunWatch;
+use crate::watch::{RunWatch, Watcher};
 use crate::workflows::WorkflowCache;
-
-/// Waits until the watch publishes a settled status (true), or the deadline passes or the
-/// watch closes (false).
-async fn settled_published(
-    rx: &mut tokio::sync::watch::Receiver<(scaff_core::run::RunStatus, i64)>,
-    deadline: tokio::time::Instant,
-) -> bool {
-    loop {
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) if rx.borrow_and_update().0.is_settled() => return true,
-            Ok(Ok(())) => {}
-            _ => return false,
-        }
-    }
-}
 
 /// How often a command is retried when the run's actor stops under it or loses a fence.
 const COMMAND_ATTEMPTS: usize = 4;
@@ -235,30 +220,45 @@ impl Runtime {
         .await
     }
 
+    /// Starts watching a run's snapshots. Subscribe *before* the command or read whose result
+    /// [`Runtime::settle`] then waits on, so no transition in between is missed.
+    pub fn watch_run(&self, run_id: Uuid) -> Watcher {
+        self.watch.subscribe(run_id)
+    }
+
+    /// `run` (what a command answered or a read returned, after `watcher` subscribed) once it
+    /// settles — waiting or finished — within `wait`. The answer is the snapshot its actor
+    /// published after persisting it, so a wait costs no store read; a run that has not settled
+    /// by the deadline (or that another node moves) is read from the store then.
+    pub async fn settle(
+        &self,
+        mut watcher: Watcher,
+        run: Run,
+        wait: Duration,
+    ) -> Result<Run, StoreError> {
+        if wait.is_zero() || run.status.is_settled() {
+            return Ok(run);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        if let Some(settled) = watcher.settled(run.version, deadline).await {
+            return Ok(Arc::unwrap_or_clone(settled));
+        }
+        let id = watcher.run_id();
+        drop(watcher);
+        Ok(self.deps.runs.get_run(id).await?.unwrap_or(run))
+    }
+
     /// Reads the run, waiting up to `wait` for it to settle (waiting or terminal).
     pub async fn wait_settled(
         &self,
         run_id: Uuid,
         wait: Duration,
     ) -> Result<Option<Run>, StoreError> {
-        let mut rx = self.watch.subscribe(run_id);
-        let deadline = tokio::time::Instant::now() + wait;
-        let result = loop {
-            let run = self.deps.runs.get_run(run_id).await?;
-            match run {
-                Some(r) if !r.status.is_settled() && tokio::time::Instant::now() < deadline => {
-                    // Read the store again only once a settled status is published: a run
-                    // stepping through ten steps would otherwise cost ten reads.
-                    if !settled_published(&mut rx, deadline).await {
-                        break self.deps.runs.get_run(run_id).await?;
-                    }
-                }
-                other => break other,
-            }
-        };
-        drop(rx);
-        self.watch.release(run_id);
-        Ok(result)
+        let watcher = self.watch_run(run_id);
+        match self.deps.runs.get_run(run_id).await? {
+            Some(run) => self.settle(watcher, run, wait).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Stops every run actor (their current steps will be redone on recovery) and the

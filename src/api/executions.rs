@@ -299,13 +299,15 @@ impl AppState {
         Ok(Duration::from_millis(ms))
     }
 
-    /// The run now, or once it settles within `wait`.
-    async fn settled(&self, run: Run, wait: Duration) -> Result<Run, ApiError> {
-        if wait.is_zero() || run.status.is_settled() {
-            return Ok(run);
-        }
-        let id = run.id;
-        Ok(self.runtime.wait_settled(id, wait).await?.unwrap_or(run))
+    /// The run now, or once it settles within `wait`; `watcher` subscribed to the run before
+    /// `run` was read or answered by a command.
+    async fn settled(
+        &self,
+        watcher: scaff_actors::Watcher,
+        run: Run,
+        wait: Duration,
+    ) -> Result<Run, ApiError> {
+        Ok(self.runtime.settle(watcher, run, wait).await?)
     }
 }
 
@@ -596,12 +598,15 @@ pub async fn start(
         }],
     };
     let created_events = new.events.clone();
+    // Before the run exists, so no transition of it is missed.
+    let watcher = state.runtime.watch_run(new.id);
     let (status, run) = match state.store.create_run(new).await {
         Ok(CreatedRun::New(run)) => {
             // Before the launch, so live streams see `run.created` ahead of the run's own.
             state.runtime.publish_created(&run, &created_events);
             let runtime = state.runtime.with_trace_parent(traceparent(&headers));
             runtime.launch(run.clone()).await?;
+            let run = state.settled(watcher, run, wait).await?;
             (StatusCode::ACCEPTED, run)
         }
         Ok(CreatedRun::Existing(run)) => {
@@ -610,6 +615,14 @@ pub async fn start(
                 let runtime = state.runtime.with_trace_parent(traceparent(&headers));
                 runtime.launch(run.clone()).await?;
             }
+            let run = match wait.is_zero() {
+                true => run,
+                false => state
+                    .runtime
+                    .wait_settled(run.id, wait)
+                    .await?
+                    .unwrap_or(run),
+            };
             (StatusCode::OK, run)
         }
         Err(scaff_core::store::StoreError::Conflict(_)) => {
@@ -619,7 +632,6 @@ pub async fn start(
         }
         Err(e) => return Err(e.into()),
     };
-    let run = state.settled(run, wait).await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/executions/{}", run.id)) {
         headers.insert(header::LOCATION, v);
@@ -698,8 +710,9 @@ pub async fn get(
     ApiQuery(query): ApiQuery<WaitParams>,
 ) -> Result<JsonBody<RunView>, ApiError> {
     let wait = state.wait_duration(query.wait_ms)?;
+    let watcher = state.runtime.watch_run(run_id(&id)?);
     let run = existing_run(&state, &id).await?;
-    let run = state.settled(run, wait).await?;
+    let run = state.settled(watcher, run, wait).await?;
     Ok(JsonBody(state.view_for(&caller, run)))
 }
 
@@ -828,6 +841,7 @@ pub async fn resume(
             "the resume token is for another execution".into(),
         ));
     }
+    let watcher = runtime.watch_run(id);
     let run = match (&claims.who, req.approvals) {
         (Some(approver), Some(decisions)) => {
             if req.inputs.is_some() {
@@ -879,7 +893,7 @@ pub async fn resume(
         }
     }
     .map_err(|e| command_error(e, id))?;
-    let run = state.settled(run, wait).await?;
+    let run = state.settled(watcher, run, wait).await?;
     Ok(JsonBody(state.view(run)))
 }
 

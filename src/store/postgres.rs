@@ -11,7 +11,7 @@ use scaff_core::store::{
     TemplateQuery, TemplateStore, TemplateVersion, TimerSpec, WorkflowQuery, WorkflowStore,
     WorkflowSummary, WorkflowVersion,
 };
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -35,10 +35,11 @@ pub struct PgStore {
 impl PgStore {
     /// Connects (and migrates, when asked).
     pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Self, ConnectError> {
+        let options = connect_options(url).map_err(ConnectError::Open)?;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(ConnectError::Open)?;
         if opts.migrate {
@@ -54,6 +55,35 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// The connection options of a `postgres://` URL. A URL that names no `sslmode` and points at
+/// this machine (a loopback address, `localhost` or a Unix socket) connects without TLS:
+/// encryption there protects nothing and costs both sides CPU on every statement (about a
+/// sixth of the throughput of a loaded server; docs/performance.md). Elsewhere the driver's
+/// default (`prefer`) holds, and an explicit `sslmode` always wins.
+pub(crate) fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let names_sslmode = url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            key.eq_ignore_ascii_case("sslmode") || key.eq_ignore_ascii_case("ssl-mode")
+        })
+    });
+    if names_sslmode || !is_local_host(options.get_host()) {
+        return Ok(options);
+    }
+    Ok(options.ssl_mode(PgSslMode::Disable))
+}
+
+/// Whether a host names this machine: a loopback address, `localhost`, or a socket directory.
+fn is_local_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.starts_with('/')
+        || bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[async_trait]
@@ -1114,5 +1144,30 @@ mod tests {
             assert!(chunk.len() == 1 || size <= STATEMENT_BUDGET, "{chunk:?}");
         }
         assert!(by_size(&[], &all).is_empty());
+    }
+
+    #[test]
+    fn local_urls_without_an_sslmode_connect_without_tls() {
+        use sqlx::postgres::PgSslMode::{Disable, Prefer, Require};
+        let mode = |url: &str| {
+            let o = super::connect_options(url).expect("parses");
+            format!("{:?}", o.get_ssl_mode())
+        };
+        for (url, want) in [
+            ("postgres://postgres@127.0.0.1:5432/db", Disable),
+            ("postgres://postgres@localhost/db", Disable),
+            ("postgres://postgres@[::1]:5432/db", Disable),
+            ("postgres:///db?host=/var/run/postgresql", Disable),
+            ("postgres://postgres@db.internal:5432/db", Prefer),
+            ("postgres://postgres@10.1.2.3/db", Prefer),
+            ("postgres://postgres@127.0.0.1/db?sslmode=require", Require),
+            (
+                "postgres://postgres@localhost/db?application_name=x&sslmode=prefer",
+                Prefer,
+            ),
+        ] {
+            assert_eq!(mode(url), format!("{want:?}"), "{url}");
+        }
+        assert!(super::connect_options("postgres://u@h:notaport/db").is_err());
     }
 }
