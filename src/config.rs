@@ -355,11 +355,13 @@ pub struct ServeArgs {
     pub shutdown_grace_s: u64,
 
     /// Group commit: the most checkpoints (of different runs) written in one transaction and
-    /// one commit. 1 turns batching off (one commit per step).
+    /// one commit, and the most starts created together. 1 turns batching off (one commit per
+    /// step and per start).
     #[arg(long, env = "SCAFF_CHECKPOINT_BATCH_MAX", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub checkpoint_batch_max: u64,
 
-    /// Group commit: how many checkpoint batches may be committing at once.
+    /// Group commit: how many checkpoint batches (and, apart, start batches) may be committing
+    /// at once.
     #[arg(long, env = "SCAFF_CHECKPOINT_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub checkpoint_writers: u64,
 

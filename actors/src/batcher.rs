@@ -13,20 +13,27 @@
 //! checkpoint is done, and it does nothing that follows the checkpoint before that. Fencing
 //! is unchanged too: each checkpoint of a batch is fenced on its own.
 //!
+//! Starts are batched the same way ([`Creator`]): the runs created by many concurrent
+//! `POST /v1/executions` share one statement and one commit ([`RunStore::create_runs`]).
+//!
 //! [`RuntimeConfig::checkpoint_batch_max`]: crate::deps::RuntimeConfig::checkpoint_batch_max
 
+use std::future::Future;
 use std::sync::Arc;
 
-use scaff_core::store::{Checkpoint, RunStore, StoreError};
+use scaff_core::store::{Checkpoint, CreatedRun, NewRun, RunStore, StoreError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::metrics::Metrics;
 
-/// One checkpoint waiting for its batch, and where its result goes.
-pub(crate) struct Request {
-    checkpoint: Arc<Checkpoint>,
-    reply: oneshot::Sender<Result<i64, StoreError>>,
+/// One item waiting for its batch, and where its result goes.
+pub(crate) struct Request<T, R> {
+    item: T,
+    reply: oneshot::Sender<Result<R, StoreError>>,
 }
+
+/// The queue of a batcher task.
+type Queue<T, R> = mpsc::UnboundedSender<Request<T, R>>;
 
 /// Where run actors write their checkpoints: straight to the store, or through the batcher.
 #[derive(Clone)]
@@ -34,7 +41,7 @@ pub(crate) enum Checkpointer {
     /// Each checkpoint is its own commit (batching disabled).
     Direct(Arc<dyn RunStore>),
     /// Checkpoints queue for the batcher task.
-    Batched(mpsc::UnboundedSender<Request>),
+    Batched(Queue<Arc<Checkpoint>, i64>),
 }
 
 impl Checkpointer {
@@ -50,9 +57,14 @@ impl Checkpointer {
         if max_batch <= 1 {
             return Checkpointer::Direct(store);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(batch_loop(store, metrics, rx, max_batch, writers.max(1)));
-        Checkpointer::Batched(tx)
+        Checkpointer::Batched(spawn_batcher(max_batch, writers, move |batch| {
+            let store = store.clone();
+            metrics.observe_checkpoint_batch(batch.len());
+            async move {
+                let checkpoints: Vec<&Checkpoint> = batch.iter().map(AsRef::as_ref).collect();
+                store.checkpoint_many(&checkpoints).await
+            }
+        }))
     }
 
     /// Writes `checkpoint` and returns the run's new version once it is committed (with
@@ -60,64 +72,93 @@ impl Checkpointer {
     pub(crate) async fn checkpoint(&self, checkpoint: &Arc<Checkpoint>) -> Result<i64, StoreError> {
         match self {
             Checkpointer::Direct(store) => store.checkpoint(checkpoint).await,
-            Checkpointer::Batched(queue) => {
-                let (reply, answer) = oneshot::channel();
-                let request = Request {
-                    checkpoint: checkpoint.clone(),
-                    reply,
-                };
-                queue.send(request).map_err(|_| stopped())?;
-                answer.await.map_err(|_| stopped())?
-            }
+            Checkpointer::Batched(queue) => submit(queue, checkpoint.clone()).await,
         }
     }
 }
 
-/// The batcher is gone (the runtime is shutting down); the checkpoint may not be written.
+/// Where the API creates runs: straight in the store, or through a batcher task that writes
+/// the starts queued meanwhile together ([`RunStore::create_runs`]).
+#[derive(Clone)]
+pub(crate) enum Creator {
+    /// Each run is its own commit (batching disabled).
+    Direct(Arc<dyn RunStore>),
+    /// Starts queue for the batcher task.
+    Batched(Queue<NewRun, CreatedRun>),
+}
+
+impl Creator {
+    /// Like [`Checkpointer::start`], for run creation.
+    pub(crate) fn start(store: Arc<dyn RunStore>, max_batch: usize, writers: usize) -> Self {
+        if max_batch <= 1 {
+            return Creator::Direct(store);
+        }
+        Creator::Batched(spawn_batcher(max_batch, writers, move |batch| {
+            let store = store.clone();
+            async move { store.create_runs(batch).await }
+        }))
+    }
+
+    /// Creates the run, answering once it is durable.
+    pub(crate) async fn create(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
+        match self {
+            Creator::Direct(store) => store.create_run(new).await,
+            Creator::Batched(queue) => submit(queue, new).await,
+        }
+    }
+}
+
+/// Queues one item and waits for its result.
+async fn submit<T, R>(queue: &Queue<T, R>, item: T) -> Result<R, StoreError> {
+    let (reply, answer) = oneshot::channel();
+    queue.send(Request { item, reply }).map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
+/// The batcher is gone (the runtime is shutting down); the item may not be written.
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the checkpoint batcher stopped".into())
+    StoreError::Unavailable("the batcher stopped".into())
 }
 
-/// Takes what is queued (at least one, at most `max_batch`) whenever a writer is free, and
-/// writes it as one batch.
-async fn batch_loop(
-    store: Arc<dyn RunStore>,
-    metrics: Arc<Metrics>,
-    mut queue: mpsc::UnboundedReceiver<Request>,
-    max_batch: usize,
-    writers: usize,
-) {
-    let free = Arc::new(Semaphore::new(writers));
-    loop {
-        // Wait for a free writer first: meanwhile checkpoints pile up into the next batch.
-        let Ok(permit) = free.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(max_batch);
-        if queue.recv_many(&mut batch, max_batch).await == 0 {
-            return;
+/// Starts a batcher task: it takes what is queued (at least one, at most `max_batch`)
+/// whenever one of its `writers` is free, writes it with `write`, and answers each request
+/// with its own result, in order. The task ends once every sender is dropped.
+fn spawn_batcher<T, R, W, F>(max_batch: usize, writers: usize, write: W) -> Queue<T, R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    W: Fn(Vec<T>) -> F + Send + 'static,
+    F: Future<Output = Vec<Result<R, StoreError>>> + Send + 'static,
+{
+    let (tx, mut queue) = mpsc::unbounded_channel::<Request<T, R>>();
+    let free = Arc::new(Semaphore::new(writers.max(1)));
+    tokio::spawn(async move {
+        loop {
+            // Wait for a free writer first: meanwhile requests pile up into the next batch.
+            let Ok(permit) = free.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = Vec::with_capacity(max_batch);
+            if queue.recv_many(&mut batch, max_batch).await == 0 {
+                return;
+            }
+            let (items, replies): (Vec<T>, Vec<_>) =
+                batch.into_iter().map(|r| (r.item, r.reply)).unzip();
+            let written = write(items);
+            tokio::spawn(async move {
+                let mut results = written.await.into_iter();
+                drop(permit);
+                for reply in replies {
+                    let result = results.next().unwrap_or_else(|| {
+                        Err(StoreError::Unavailable(
+                            "the store answered fewer results than requests".into(),
+                        ))
+                    });
+                    // The requester may have gone meanwhile; its item is written either way.
+                    let _ = reply.send(result);
+                }
+            });
         }
-        metrics.observe_checkpoint_batch(batch.len());
-        let store = store.clone();
-        tokio::spawn(async move {
-            write(store.as_ref(), batch).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Writes one batch and answers each request with its own result.
-async fn write(store: &dyn RunStore, batch: Vec<Request>) {
-    let checkpoints: Vec<&Checkpoint> = batch.iter().map(|r| r.checkpoint.as_ref()).collect();
-    let mut results = store.checkpoint_many(&checkpoints).await.into_iter();
-    drop(checkpoints);
-    for request in batch {
-        let result = results.next().unwrap_or_else(|| {
-            Err(StoreError::Unavailable(
-                "the store answered fewer results than checkpoints".into(),
-            ))
-        });
-        // The actor may have stopped meanwhile; its checkpoint is written either way.
-        let _ = request.reply.send(result);
-    }
+    });
+    tx
 }

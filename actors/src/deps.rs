@@ -68,8 +68,9 @@ pub struct RuntimeConfig {
     /// How many due timers the timer service fires at once.
     pub timer_batch: u32,
     /// The most checkpoints (of different runs) written in one transaction and one commit
-    /// (group commit). Batches form while a commit is in flight, with no added delay. 1
-    /// disables batching: each checkpoint is its own commit.
+    /// (group commit), and the most new runs created together. Batches form while a commit is
+    /// in flight, with no added delay. 1 disables batching: each checkpoint and each start is
+    /// its own commit.
     pub checkpoint_batch_max: usize,
     /// How many checkpoint batches may be in flight at once (each on its own connection).
     pub checkpoint_writers: usize,

@@ -36,6 +36,8 @@ pub struct Runtime {
     /// The `traceparent` the segments this handle starts are linked to
     /// ([`Runtime::with_trace_parent`]).
     caller: Option<crate::trace::TraceParent>,
+    /// Where new runs are written (batched with concurrent starts unless batching is off).
+    creator: crate::batcher::Creator,
 }
 
 impl Runtime {
@@ -47,6 +49,11 @@ impl Runtime {
         let checkpoints = crate::batcher::Checkpointer::start(
             deps.runs.clone(),
             deps.metrics.clone(),
+            deps.config.checkpoint_batch_max,
+            deps.config.checkpoint_writers,
+        );
+        let creator = crate::batcher::Creator::start(
+            deps.runs.clone(),
             deps.config.checkpoint_batch_max,
             deps.config.checkpoint_writers,
         );
@@ -69,6 +76,7 @@ impl Runtime {
             events,
             timers: Arc::default(),
             caller: None,
+            creator,
         };
         let service = tokio::spawn(crate::timers::run(runtime.clone()));
         if let Ok(mut slot) = runtime.timers.lock() {
@@ -136,6 +144,17 @@ impl Runtime {
     /// [`Runtime::launch`], so subscribers see the run's events in order.
     pub fn publish_created(&self, run: &Run, events: &[EventRecord]) {
         self.events.publish(run, run.status, events);
+    }
+
+    /// Stores a new run (see [`RunStore::create_run`]); concurrent starts share one commit
+    /// unless `checkpoint_batch_max` is 1.
+    ///
+    /// [`RunStore::create_run`]: scaff_core::store::RunStore::create_run
+    pub async fn create_run(
+        &self,
+        new: scaff_core::store::NewRun,
+    ) -> Result<scaff_core::store::CreatedRun, StoreError> {
+        self.creator.create(new).await
     }
 
     /// Begins executing a run just created (status queued).

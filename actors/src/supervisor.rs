@@ -143,8 +143,17 @@ impl SupState {
             return Ok(actor);
         }
         // A snapshot that will be driven is re-read here, where no other actor can be spawned:
-        // a stale `running` copy (say, canceled meanwhile) must not redo its step.
-        let run = if matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+        // a stale `running` copy (say, canceled meanwhile) must not redo its step. A run still
+        // at its creation (queued, version 0) whose first step does not reach out is spawned as
+        // it is: a stale copy of it would be fenced off at its first checkpoint having done
+        // nothing visible, and skipping the read keeps this serial path free of store waits.
+        let untouched = run.status == RunStatus::Queued
+            && run.version == 0
+            && !workflow
+                .def
+                .step(&workflow.def.start_step)
+                .is_some_and(|s| s.kind.reaches_out());
+        let run = if matches!(run.status, RunStatus::Queued | RunStatus::Running) && !untouched {
             match self.deps.runs.get_run(run.id).await? {
                 Some(fresh) => fresh,
                 None => return Err(CommandError::NotFound),

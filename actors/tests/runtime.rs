@@ -548,3 +548,28 @@ async fn group_commit_works_with_several_writers_and_can_be_disabled() {
         "batch max 1: every checkpoint its own commit"
     );
 }
+
+/// A run launched from its creation snapshot is not re-read when its first step does not
+/// reach out: a stale copy (the run moved on meanwhile) is fenced off at its first checkpoint
+/// and changes nothing.
+#[tokio::test]
+async fn a_stale_creation_snapshot_is_fenced_off_and_changes_nothing() {
+    let h = harness(Arc::new(InlineExecutor), 3).await;
+    let snapshot = h.start("form_flow").await;
+    let waiting = h.settled(snapshot.id).await;
+    assert_eq!(waiting.status, RunStatus::Waiting);
+    assert!(h.all_passivated().await, "the waiting run holds no actor");
+    let events = h.store.run_events(snapshot.id).await.expect("events");
+
+    // The stale queued snapshot (version 0) is launched again as if freshly created. Spawning
+    // it unread is allowed; refusing it would be too. Either way nothing may change.
+    let _spawned_or_refused = h.runtime.launch(snapshot.clone()).await;
+    assert!(h.all_passivated().await, "the stale actor stopped");
+    let after = h.settled(snapshot.id).await;
+    assert_eq!(after, waiting, "the run is as it was");
+    assert_eq!(
+        h.store.run_events(snapshot.id).await.expect("events"),
+        events,
+        "no event was added"
+    );
+}

@@ -600,7 +600,7 @@ pub async fn start(
     let created_events = new.events.clone();
     // Before the run exists, so no transition of it is missed.
     let watcher = state.runtime.watch_run(new.id);
-    let (status, run) = match state.store.create_run(new).await {
+    let (status, run) = match state.runtime.create_run(new).await {
         Ok(CreatedRun::New(run)) => {
             // Before the launch, so live streams see `run.created` ahead of the run's own.
             state.runtime.publish_created(&run, &created_events);

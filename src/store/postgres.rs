@@ -728,6 +728,95 @@ impl PgStore {
     }
 }
 
+/// Inserts new runs without idempotency keys, with their creation events, in one statement.
+async fn insert_runs(
+    pool: &PgPool,
+    runs: &[(usize, Run, Vec<EventRecord>)],
+) -> Result<(), StoreError> {
+    let mut id = Vec::with_capacity(runs.len());
+    let mut workflow_id = Vec::with_capacity(runs.len());
+    let mut workflow_version = Vec::with_capacity(runs.len());
+    let mut context = Vec::with_capacity(runs.len());
+    let mut pins = Vec::with_capacity(runs.len());
+    let mut event_seq = Vec::with_capacity(runs.len());
+    let mut created_by = Vec::with_capacity(runs.len());
+    let mut created_at = Vec::with_capacity(runs.len());
+    let mut event_run = Vec::new();
+    for (_, run, events) in runs {
+        id.push(run.id);
+        workflow_id.push(run.workflow_id.as_str());
+        workflow_version.push(run.workflow_version);
+        context.push(Json(&run.context));
+        pins.push(Json(&run.pins));
+        event_seq.push(run.event_seq);
+        created_by.push(run.created_by.as_deref());
+        created_at.push(run.created_at);
+        event_run.extend(std::iter::repeat_n(run.id, events.len()));
+    }
+    let ev = EventColumns::of(runs.iter().flat_map(|(_, _, events)| events));
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH ins AS ( \
+           INSERT INTO runs (id, workflow_id, workflow_version, status, context, pins, \
+             version, step_seq, event_seq, created_by, created_at, updated_at) \
+           SELECT b.id, b.workflow_id, b.workflow_version, 'queued', b.context, b.pins, \
+             0, 0, b.event_seq, b.created_by, b.created_at, b.created_at \
+           FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::jsonb[], $5::jsonb[], \
+             $6::int4[], $7::text[], $8::timestamptz[]) \
+             AS b(id, workflow_id, workflow_version, context, pins, event_seq, created_by, \
+               created_at) \
+           RETURNING 1 \
+         ), ev AS ( \
+           INSERT INTO events (run_id, seq, kind, step_id, actor, data, created_at) \
+           SELECT e.run_id, e.seq, e.kind, e.step_id, e.actor, e.data, e.created_at \
+           FROM UNNEST($9::uuid[], $10::int4[], $11::text[], $12::text[], $13::text[], \
+             $14::jsonb[], $15::timestamptz[]) \
+             AS e(run_id, seq, kind, step_id, actor, data, created_at) \
+         ) \
+         SELECT count(*) FROM ins",
+    )
+    .bind(&id)
+    .bind(&workflow_id)
+    .bind(&workflow_version)
+    .bind(&context)
+    .bind(&pins)
+    .bind(&event_seq)
+    .bind(&created_by)
+    .bind(&created_at)
+    .bind(&event_run)
+    .bind(&ev.seq)
+    .bind(&ev.kind)
+    .bind(&ev.step_id)
+    .bind(&ev.actor)
+    .bind(&ev.data)
+    .bind(&ev.created_at)
+    .fetch_one(pool)
+    .await
+    .map_err(unavailable)?;
+    if usize::try_from(inserted).ok() != Some(runs.len()) {
+        return Err(StoreError::Unavailable(format!(
+            "{inserted} of {} runs inserted",
+            runs.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The [`NewRun`] a built run came from, to create it again on its own.
+fn renew(run: Run, events: Vec<EventRecord>) -> NewRun {
+    NewRun {
+        id: run.id,
+        workflow_id: run.workflow_id,
+        workflow_version: run.workflow_version,
+        context: run.context,
+        pins: run.pins,
+        idempotency_key: run.idempotency_key,
+        request_fingerprint: run.request_fingerprint,
+        created_by: run.created_by,
+        created_at: run.created_at,
+        events,
+    }
+}
+
 #[async_trait]
 impl RunStore for PgStore {
     async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
@@ -787,6 +876,54 @@ impl RunStore for PgStore {
             "run {} was neither inserted nor found by its idempotency key",
             run.id
         )))
+    }
+
+    async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreatedRun, StoreError>> {
+        if batch.len() < 2 {
+            let mut results = Vec::with_capacity(batch.len());
+            for new in batch {
+                results.push(self.create_run(new).await);
+            }
+            return results;
+        }
+        // Runs with an idempotency key may meet an earlier run: they take the single path.
+        let (keyless, keyed): (Vec<(usize, NewRun)>, Vec<(usize, NewRun)>) = batch
+            .into_iter()
+            .enumerate()
+            .partition(|(_, n)| n.idempotency_key.is_none());
+        let mut results: Vec<Option<Result<CreatedRun, StoreError>>> =
+            std::iter::repeat_with(|| None)
+                .take(keyless.len() + keyed.len())
+                .collect();
+        let built: Vec<(usize, Run, Vec<EventRecord>)> = keyless
+            .into_iter()
+            .map(|(i, n)| {
+                let (run, events) = new_run(n);
+                (i, run, events)
+            })
+            .collect();
+        match insert_runs(&self.pool, &built).await {
+            Ok(()) => {
+                for (i, run, _) in built {
+                    results[i] = Some(Ok(CreatedRun::New(run)));
+                }
+            }
+            Err(e) => {
+                // Nothing of the statement was written: create each on its own, so one bad
+                // run cannot fail its neighbours.
+                tracing::debug!(error = %e, size = built.len(), "run batch failed; creating one by one");
+                for (i, run, events) in built {
+                    results[i] = Some(self.create_run(renew(run, events)).await);
+                }
+            }
+        }
+        for (i, new) in keyed {
+            results[i] = Some(self.create_run(new).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("run not created".into()))))
+            .collect()
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {

@@ -1263,8 +1263,77 @@ mod runs {
         assert_eq!(read.version, 1, "the failed checkpoint wrote nothing");
     }
 
+    async fn a_batch_of_creates_answers_each_run_in_order(db: &TestDb) {
+        let s = with_workflows(db, &["wf"]).await;
+        let at = SystemClock.now();
+        let earlier = created(&s, keyed("k", "fp", at)).await;
+        let event = |seq| EventRecord {
+            seq,
+            kind: "run.created".into(),
+            step_id: None,
+            actor: Some("key:ci".into()),
+            data: json!({"n": seq}),
+            created_at: at,
+        };
+        let a = NewRun {
+            events: vec![event(1)],
+            ..new_run("wf", at)
+        };
+        let b = NewRun {
+            events: vec![event(1), event(2)],
+            ..new_run("wf", at)
+        };
+        let mut ghost = new_run("wf", at);
+        ghost.workflow_version = 9;
+        let (a_id, b_id, ghost_id) = (a.id, b.id, ghost.id);
+        let batch = vec![
+            a,
+            keyed("k", "fp", at),
+            ghost,
+            b,
+            keyed("k", "other-fp", at),
+        ];
+        let results = s.create_runs(batch).await;
+        assert_eq!(results.len(), 5, "one answer per run");
+        match &results[0] {
+            Ok(CreatedRun::New(run)) => assert_eq!(run.id, a_id),
+            other => panic!("a: {other:?}"),
+        }
+        match &results[1] {
+            Ok(CreatedRun::Existing(run)) => assert_eq!(run, &earlier),
+            other => panic!("the repeated key: {other:?}"),
+        }
+        assert!(
+            matches!(&results[2], Err(StoreError::NotFound(_))),
+            "an unknown version fails alone: {:?}",
+            results[2]
+        );
+        match &results[3] {
+            Ok(CreatedRun::New(run)) => {
+                assert_eq!(run.id, b_id);
+                assert_eq!((run.version, run.event_seq), (0, 2));
+                let read = s.get_run(b_id).await.expect("get").expect("stored");
+                assert_eq!(&read, run, "what is answered is what was stored");
+            }
+            other => panic!("b: {other:?}"),
+        }
+        assert!(
+            matches!(&results[4], Err(StoreError::Conflict(_))),
+            "{:?}",
+            results[4]
+        );
+        assert_eq!(s.run_events(a_id).await.expect("events"), vec![event(1)]);
+        assert_eq!(
+            s.run_events(b_id).await.expect("events"),
+            vec![event(1), event(2)]
+        );
+        assert_eq!(s.get_run(ghost_id).await.expect("get"), None);
+        assert!(s.create_runs(Vec::new()).await.is_empty());
+    }
+
     on_all_stores!(
         runs_round_trip_every_field,
+        a_batch_of_creates_answers_each_run_in_order,
         a_repeated_key_returns_the_earlier_run_or_conflicts,
         concurrent_creates_with_one_key_make_one_run,
         a_run_of_an_unknown_workflow_version_is_not_found,

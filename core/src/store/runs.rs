@@ -116,6 +116,18 @@ pub trait RunStore: Send + Sync {
     /// key yield exactly one new run (a unique constraint decides, not a read-then-write).
     async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError>;
 
+    /// Creates several runs; one result per run, in order, each exactly as
+    /// [`RunStore::create_run`] would answer it. A store that can writes the runs without an
+    /// idempotency key in one statement and one commit (group commit of starts), and answers
+    /// only once they are durable. The default creates them one by one.
+    async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreatedRun, StoreError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for new in batch {
+            results.push(self.create_run(new).await);
+        }
+        results
+    }
+
     /// One run.
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError>;
 

@@ -96,6 +96,14 @@ impl StepKind {
             StepKind::Approval(_) => "approval",
         }
     }
+
+    /// Whether executing the step acts outside the run before its checkpoint (a model or an
+    /// HTTP call). Every other step only computes, or asks for input through messages that are
+    /// written with its (fenced) checkpoint, so a stale copy of a run executing it does nothing
+    /// anyone can see.
+    pub fn reaches_out(&self) -> bool {
+        matches!(self, StepKind::AiGenerate(_) | StepKind::ApiCall(_))
+    }
 }
 
 /// Every step type name, for messages and suggestions.
