@@ -89,19 +89,43 @@ fn transport(e: &reqwest::Error) -> CallError {
     }
 }
 
+/// What a start or resume call waits for before the server answers it (`--calls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Calls {
+    /// Send `wait_ms`: the server answers once the run has settled, so a call's time is also
+    /// the observed time.
+    #[default]
+    Settled,
+    /// Send no `wait_ms`: the server answers once it has durably accepted the call; the run is
+    /// then followed with `GET /v1/executions/{id}?wait_ms=` until it settles.
+    Ack,
+}
+
+impl Calls {
+    /// `settled` or `ack`, as given on the command line and written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Calls::Settled => "settled",
+            Calls::Ack => "ack",
+        }
+    }
+}
+
 /// A client of one Scaff server.
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,
     wait_ms: u64,
+    calls: Calls,
 }
 
 impl Api {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`), keeping up to
-    /// `concurrency` idle connections, asking every start and resume to wait up to `wait_ms`
-    /// for the run to settle.
-    pub fn new(base: &str, concurrency: usize, wait_ms: u64) -> anyhow::Result<Self> {
+    /// `concurrency` idle connections. With [`Calls::Settled`] every start and resume asks the
+    /// server to wait up to `wait_ms` for the run to settle; with [`Calls::Ack`] they ask for
+    /// no wait. [`Api::settle`] waits up to `wait_ms` per read either way.
+    pub fn new(base: &str, concurrency: usize, wait_ms: u64, calls: Calls) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency.max(1))
             .timeout(Duration::from_millis(wait_ms) + Duration::from_secs(30))
@@ -112,7 +136,49 @@ impl Api {
             http,
             base: base.trim_end_matches('/').to_string(),
             wait_ms,
+            calls,
         })
+    }
+
+    /// The `wait_ms` a start or resume sends: `--wait-ms` when settled, none when ack.
+    fn call_wait_ms(&self) -> Option<u64> {
+        match self.calls {
+            Calls::Settled => Some(self.wait_ms),
+            Calls::Ack => None,
+        }
+    }
+
+    /// The body of `POST /v1/executions`.
+    fn start_body(&self, workflow_id: &str, inputs: Value) -> Value {
+        with_wait(
+            json!({"workflow_id": workflow_id, "inputs": inputs}),
+            self.call_wait_ms(),
+        )
+    }
+
+    /// The body of a form's `POST /v1/executions/{id}/resume`.
+    fn resume_form_body(&self, token: &str, inputs: Value) -> Value {
+        with_wait(
+            json!({"resume_token": token, "inputs": inputs}),
+            self.call_wait_ms(),
+        )
+    }
+
+    /// The body of an approver's `POST /v1/executions/{id}/resume`.
+    fn resume_approval_body(
+        &self,
+        token: &str,
+        step_id: &str,
+        approved: bool,
+        comment: &str,
+    ) -> Value {
+        with_wait(
+            json!({
+                "resume_token": token,
+                "approvals": [{"step_id": step_id, "approved": approved, "comment": comment}],
+            }),
+            self.call_wait_ms(),
+        )
     }
 
     /// `GET /healthz` answers 200.
@@ -149,9 +215,10 @@ impl Api {
         expect_status(resp, &[201]).await.map(|_| true)
     }
 
-    /// `POST /v1/executions` with `wait_ms`: the run as the server answers it (202).
+    /// `POST /v1/executions` (with `wait_ms` unless ack): the run as the server answers it
+    /// (202).
     pub async fn start(&self, workflow_id: &str, inputs: Value) -> Result<Value, CallError> {
-        let body = json!({"workflow_id": workflow_id, "inputs": inputs, "wait_ms": self.wait_ms});
+        let body = self.start_body(workflow_id, inputs);
         let resp = self
             .http
             .post(format!("{}/v1/executions", self.base))
@@ -162,21 +229,19 @@ impl Api {
         expect_status(resp, &[202, 200]).await
     }
 
-    /// `POST /v1/executions/{id}/resume` with a form's `inputs` and `wait_ms`.
+    /// `POST /v1/executions/{id}/resume` with a form's `inputs` (and `wait_ms` unless ack).
     pub async fn resume_form(
         &self,
         run_id: &str,
         token: &str,
         inputs: Value,
     ) -> Result<Value, CallError> {
-        self.resume(
-            run_id,
-            json!({"resume_token": token, "inputs": inputs, "wait_ms": self.wait_ms}),
-        )
-        .await
+        self.resume(run_id, self.resume_form_body(token, inputs))
+            .await
     }
 
-    /// `POST /v1/executions/{id}/resume` with one approver's decision and `wait_ms`.
+    /// `POST /v1/executions/{id}/resume` with one approver's decision (and `wait_ms` unless
+    /// ack).
     pub async fn resume_approval(
         &self,
         run_id: &str,
@@ -187,11 +252,7 @@ impl Api {
     ) -> Result<Value, CallError> {
         self.resume(
             run_id,
-            json!({
-                "resume_token": token,
-                "approvals": [{"step_id": step_id, "approved": approved, "comment": comment}],
-                "wait_ms": self.wait_ms,
-            }),
+            self.resume_approval_body(token, step_id, approved, comment),
         )
         .await
     }
@@ -233,9 +294,10 @@ impl Api {
         expect_status(resp, &[200]).await
     }
 
-    /// Polls (with `wait_ms`) until the run has settled (`waiting` or terminal), for at most
-    /// `limit`. A run answered still `queued` or `running` (its `wait_ms` ran out) is read
-    /// again; one that has not settled within `limit` is an error.
+    /// Polls (with the full `--wait-ms` per read, whatever `--calls` is) until the run has
+    /// settled (`waiting` or terminal), for at most `limit`. A run answered still `queued` or
+    /// `running` (an ack, or a `wait_ms` that ran out) is read again; one that has not settled
+    /// within `limit` is an error.
     pub async fn settle(&self, run: Value, limit: Duration) -> Result<Value, CallError> {
         let started = Instant::now();
         let mut run = run;
@@ -254,12 +316,25 @@ impl Api {
             let id = run_id(&run)
                 .ok_or_else(|| CallError::unexpected("no run id", "the run object has no `id`"))?
                 .to_string();
-            let wait = u64::try_from(left.as_millis())
-                .unwrap_or(u64::MAX)
-                .min(self.wait_ms.max(1));
-            run = self.get(&id, wait).await?;
+            run = self.get(&id, poll_wait_ms(left, self.wait_ms)).await?;
         }
     }
+}
+
+/// The `wait_ms` of one `GET` while settling: `wait_ms` (at least 1), but no more than the
+/// time `left`.
+fn poll_wait_ms(left: Duration, wait_ms: u64) -> u64 {
+    u64::try_from(left.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(wait_ms.max(1))
+}
+
+/// `body` with `wait_ms` added when there is one.
+fn with_wait(mut body: Value, wait_ms: Option<u64>) -> Value {
+    if let (Some(ms), Some(map)) = (wait_ms, body.as_object_mut()) {
+        map.insert("wait_ms".into(), json!(ms));
+    }
+    body
 }
 
 async fn expect_status(resp: reqwest::Response, ok: &[u16]) -> Result<Value, CallError> {
@@ -493,6 +568,66 @@ mod tests {
             detail: "x".into(),
         };
         assert_eq!(t.kind(), "transport timeout");
+    }
+
+    fn api(calls: Calls) -> Api {
+        Api::new("http://127.0.0.1:9", 4, 30_000, calls).expect("a client")
+    }
+
+    #[test]
+    fn settled_calls_send_wait_ms_with_starts_and_resumes() {
+        let a = api(Calls::Settled);
+        assert_eq!(
+            a.start_body("w", json!({"bench": 1})),
+            json!({"workflow_id": "w", "inputs": {"bench": 1}, "wait_ms": 30_000})
+        );
+        assert_eq!(
+            a.resume_form_body("tok", json!({"value": 2})),
+            json!({"resume_token": "tok", "inputs": {"value": 2}, "wait_ms": 30_000})
+        );
+        assert_eq!(
+            a.resume_approval_body("tok-a", "review", true, "ok"),
+            json!({
+                "resume_token": "tok-a",
+                "approvals": [{"step_id": "review", "approved": true, "comment": "ok"}],
+                "wait_ms": 30_000
+            })
+        );
+    }
+
+    #[test]
+    fn ack_calls_send_no_wait_ms() {
+        let a = api(Calls::Ack);
+        assert_eq!(
+            a.start_body("w", json!({"bench": 1})),
+            json!({"workflow_id": "w", "inputs": {"bench": 1}})
+        );
+        assert_eq!(
+            a.resume_form_body("tok", json!({"value": 2})),
+            json!({"resume_token": "tok", "inputs": {"value": 2}})
+        );
+        let approval = a.resume_approval_body("tok-a", "review", false, "no");
+        assert_eq!(
+            approval,
+            json!({
+                "resume_token": "tok-a",
+                "approvals": [{"step_id": "review", "approved": false, "comment": "no"}]
+            })
+        );
+        assert!(approval.get("wait_ms").is_none());
+    }
+
+    #[test]
+    fn settling_reads_wait_the_full_wait_ms_unless_less_time_is_left() {
+        let limit = Duration::from_secs(120);
+        assert_eq!(poll_wait_ms(limit, 30_000), 30_000);
+        assert_eq!(poll_wait_ms(Duration::from_millis(250), 30_000), 250);
+        assert_eq!(poll_wait_ms(limit, 0), 1);
+        assert_eq!(Calls::default(), Calls::Settled);
+        assert_eq!(
+            (Calls::Settled.as_str(), Calls::Ack.as_str()),
+            ("settled", "ack")
+        );
     }
 
     #[test]

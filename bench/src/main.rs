@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::Api;
+use crate::api::{Api, Calls};
 use crate::report::{Meta, Outcome};
 use crate::workloads::Options;
 
@@ -36,8 +36,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// W1 chain10: runs of 10 checkpointed `set` steps, each started with `wait_ms` until
-    /// completed (default 3,000 runs).
+    /// W1 chain10: runs of 10 checkpointed `set` steps, each timed from its start until it is
+    /// observed completed (default 3,000 runs).
     W1(DriveArgs),
     /// W2 human loop: start → resume the form → GET the approvers' tokens → resume one
     /// approval → completed, each call timed (default 1,000 runs).
@@ -97,9 +97,17 @@ struct CommonArgs {
     /// Uncounted warm-up runs before measuring. Default: a tenth of the runs, at most 100.
     #[arg(long)]
     warmup: Option<usize>,
-    /// `wait_ms` sent with every start and resume (the server's maximum is 60000 by default).
+    /// `wait_ms` sent with every start and resume (with `--calls settled`), and with every
+    /// `GET /v1/executions/{id}` that follows a run until it settles (the server's maximum is
+    /// 60000 by default).
     #[arg(long, default_value_t = 30_000)]
     wait_ms: u64,
+    /// What a start or resume call waits for: `settled` sends `wait_ms`, so the call returns
+    /// once the run is waiting or finished; `ack` sends none, so the call returns once the
+    /// server has durably accepted it, and the run is then followed with
+    /// `GET /v1/executions/{id}?wait_ms=` (timed separately as "observed").
+    #[arg(long, value_enum, default_value_t = Calls::Settled)]
+    calls: Calls,
     /// Stop taking new runs after this many seconds per phase (runs in flight finish).
     #[arg(long, default_value_t = 300)]
     max_seconds: u64,
@@ -196,7 +204,7 @@ async fn drive(which: Which, a: DriveArgs) -> anyhow::Result<ExitCode> {
         Which::W3 => 10_000,
     });
     let warmup = a.common.warmup.unwrap_or_else(|| default_warmup(runs));
-    let api = Api::new(&a.url, a.concurrency, a.common.wait_ms)?;
+    let api = Api::new(&a.url, a.concurrency, a.common.wait_ms, a.common.calls)?;
     api.healthy()
         .await
         .with_context(|| format!("the server at {} does not answer /healthz", a.url))?;
@@ -215,6 +223,7 @@ async fn drive(which: Which, a: DriveArgs) -> anyhow::Result<ExitCode> {
         runs,
         warmup,
         wait_ms: a.common.wait_ms,
+        calls: a.common.calls,
         max_seconds: a.common.max_seconds,
         url: a.url.clone(),
         binary: None,
@@ -256,7 +265,7 @@ async fn all(a: AllArgs) -> anyhow::Result<ExitCode> {
 
 async fn all_workloads(a: &AllArgs, server: &server::Server) -> anyhow::Result<ExitCode> {
     let warmup = a.common.warmup.unwrap_or_else(|| default_warmup(a.runs));
-    let api = Api::new(&server.url, a.concurrency, a.common.wait_ms)?;
+    let api = Api::new(&server.url, a.concurrency, a.common.wait_ms, a.common.calls)?;
     api.healthy().await.with_context(|| {
         format!(
             "the server does not answer /healthz; its log:\n{}",
@@ -292,6 +301,7 @@ async fn all_workloads(a: &AllArgs, server: &server::Server) -> anyhow::Result<E
         runs: a.runs,
         warmup,
         wait_ms: a.common.wait_ms,
+        calls: a.common.calls,
         max_seconds: a.common.max_seconds,
         url: server.url.clone(),
         binary: Some(server.binary.display().to_string()),
@@ -342,7 +352,7 @@ fn finish(
             meta.store.as_deref().unwrap_or("?"),
             meta.concurrency
         );
-        let svg = chart::percentile_svg(&title, &report::chart_series(outcomes));
+        let svg = chart::percentile_svg(&title, &report::chart_series(meta.calls, outcomes));
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("scaff-bench: wrote {}", path.display());
     }
@@ -409,6 +419,32 @@ mod tests {
             panic!("all")
         };
         assert_eq!((a.runs, a.concurrency), (300, 50));
+    }
+
+    #[test]
+    fn calls_defaults_to_settled_and_parses_ack_for_every_command() {
+        let common = |args: &[&str]| -> CommonArgs {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            match cli.command {
+                Cmd::W1(a) | Cmd::W2(a) | Cmd::W3(a) => a.common,
+                Cmd::All(a) => a.common,
+            }
+        };
+        for cmd in ["w1", "w2", "w3", "all"] {
+            assert_eq!(common(&["scaff-bench", cmd]).calls, Calls::Settled, "{cmd}");
+            let ack = common(&["scaff-bench", cmd, "--calls", "ack"]);
+            assert_eq!(ack.calls, Calls::Ack, "{cmd}");
+            assert_eq!(
+                ack.wait_ms, 30_000,
+                "{cmd}: ack keeps --wait-ms for settling"
+            );
+            assert_eq!(
+                common(&["scaff-bench", cmd, "--calls=settled"]).calls,
+                Calls::Settled,
+                "{cmd}"
+            );
+        }
+        assert!(Cli::try_parse_from(["scaff-bench", "w2", "--calls", "fast"]).is_err());
     }
 
     #[test]

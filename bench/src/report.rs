@@ -6,9 +6,14 @@
 //! `steps_per_s`, `run_latency_ms{p50,p95,p99,max}`, `per_step_overhead_ms`, `latency_ms{…}`
 //! for W2, `rss_*_mib`, `parked`, `resume_to_complete_ms` for W3), plus `call_latency_ms`
 //! (W2) and `rss_idle_mb`/`rss_parked_mb`/`rss_delta_mb` (W3, in MiB like the `_mib` fields).
+//!
+//! With `--calls ack` a call's figure is the acknowledgement alone and the "observed" figure
+//! runs from the same instant until the run is seen settled; the tables then label each row
+//! `call: … (ack)` or `observed: …`. With `--calls settled` the two are the same wait.
 
 use serde_json::{Map, Value, json};
 
+use crate::api::Calls;
 use crate::stats::{Errors, Latency, round2, round3};
 use crate::workloads::{W1_STEPS, W1Result, W2Result, W3Result};
 
@@ -28,8 +33,10 @@ pub struct Meta {
     pub runs: usize,
     /// Uncounted warm-up runs.
     pub warmup: usize,
-    /// `wait_ms` sent with starts and resumes.
+    /// `wait_ms` sent with starts and resumes (settled) and with the reads that follow a run.
     pub wait_ms: u64,
+    /// What a start or resume call waited for (`--calls`).
+    pub calls: Calls,
     /// Time cap of a phase, seconds.
     pub max_seconds: u64,
     /// The server's base URL.
@@ -129,6 +136,7 @@ fn common(meta: &Meta, workload: &str) -> Map<String, Value> {
             "concurrency": meta.concurrency,
             "warmup_runs": meta.warmup,
             "wait_ms": meta.wait_ms,
+            "calls": meta.calls.as_str(),
             "max_seconds": meta.max_seconds,
         }),
     );
@@ -170,6 +178,7 @@ pub fn to_json(meta: &Meta, outcome: &Outcome) -> Value {
             );
             m.insert("steps_per_run".into(), json!(W1_STEPS));
             m.insert("run_latency_ms".into(), summary(&r.run));
+            m.insert("start_call_latency_ms".into(), summary(&r.start_call));
             m.insert(
                 "per_step_overhead_ms".into(),
                 summary(&r.run.scaled_down(W1_STEPS)),
@@ -236,7 +245,8 @@ pub fn to_json(meta: &Meta, outcome: &Outcome) -> Value {
             m.insert("resume_errors".into(), json!(r.resume_errors.total()));
             m.insert("time_to_all_parked_s".into(), json!(round3(park_secs)));
             m.insert("park_rate_per_s".into(), json!(per_s(r.parked, park_secs)));
-            m.insert("start_call_latency_ms".into(), summary(&r.start));
+            m.insert("start_call_latency_ms".into(), summary(&r.start_call));
+            m.insert("start_to_parked_ms".into(), summary(&r.start));
             m.insert("rss_idle_mib".into(), opt(r.rss_idle));
             m.insert("rss_parked_mib".into(), opt(r.rss_parked));
             m.insert("rss_parked_minus_idle_mib".into(), opt(delta));
@@ -256,6 +266,7 @@ pub fn to_json(meta: &Meta, outcome: &Outcome) -> Value {
                 "steps_per_s".into(),
                 json!(per_s(r.resumed * W3_STEPS, resume_secs)),
             );
+            m.insert("resume_call_latency_ms".into(), summary(&r.resume_call));
             m.insert("resume_to_complete_ms".into(), summary(&r.resume));
             m.insert("run_latency_ms".into(), summary(&r.resume));
             m.insert(
@@ -303,12 +314,14 @@ fn latency_row(workload: &str, what: &str, l: &Latency, rate: &str, steps: &str)
 /// The Markdown tables for these results: latencies and throughput, memory, errors.
 pub fn table(meta: &Meta, outcomes: &[Outcome]) -> String {
     let mut out = String::new();
+    let ack = meta.calls == Calls::Ack;
     out.push_str(&format!(
-        "scaff-bench · engine scaff · store {} · C={} · runs {} · warm-up {} · {}{}\n\n",
+        "scaff-bench · engine scaff · store {} · C={} · runs {} · warm-up {}{} · {}{}\n\n",
         meta.store.as_deref().unwrap_or("?"),
         meta.concurrency,
         meta.runs,
         meta.warmup,
+        if ack { " · calls ack" } else { "" },
         meta.url,
         meta.build
             .as_deref()
@@ -341,12 +354,22 @@ pub fn table(meta: &Meta, outcomes: &[Outcome]) -> String {
                     "",
                 ));
                 out.push('\n');
+                if ack {
+                    out.push_str(&latency_row(
+                        "W1",
+                        "call: start (ack)",
+                        &r.start_call,
+                        "",
+                        "",
+                    ));
+                    out.push('\n');
+                }
             }
             Outcome::W2(r) => {
                 let secs = r.elapsed.as_secs_f64();
                 let rate = format!("{:.1}", per_s(r.completed, secs));
                 let steps = format!("{:.0}", per_s(r.completed * W2_STEPS, secs));
-                for (what, l, rate, steps) in [
+                let settled_rows = [
                     (
                         "run: start → completed",
                         &r.run,
@@ -372,7 +395,35 @@ pub fn table(meta: &Meta, outcomes: &[Outcome]) -> String {
                         "",
                         "",
                     ),
-                ] {
+                ];
+                let ack_rows = [
+                    (
+                        "run: start → completed",
+                        &r.run,
+                        rate.as_str(),
+                        steps.as_str(),
+                    ),
+                    ("call: start (ack)", &r.start, "", ""),
+                    ("observed: start → form wait", &r.start_to_waiting, "", ""),
+                    ("call: resume form (ack)", &r.resume_form, "", ""),
+                    (
+                        "observed: resume form → approval wait",
+                        &r.resume_form_to_waiting,
+                        "",
+                        "",
+                    ),
+                    ("call: GET approvals", &r.get_approvers, "", ""),
+                    ("call: resume approval (ack)", &r.resume_approval, "", ""),
+                    (
+                        "observed: resume approval → completed",
+                        &r.resume_approval_to_completed,
+                        "",
+                        "",
+                    ),
+                ];
+                let rows: &[(&str, &Latency, &str, &str)] =
+                    if ack { &ack_rows } else { &settled_rows };
+                for (what, l, rate, steps) in rows {
                     out.push_str(&latency_row("W2", what, l, rate, steps));
                     out.push('\n');
                 }
@@ -380,22 +431,23 @@ pub fn table(meta: &Meta, outcomes: &[Outcome]) -> String {
             Outcome::W3(r) => {
                 let parks = format!("{:.1}", per_s(r.parked, r.park_elapsed.as_secs_f64()));
                 let resumes = format!("{:.1}", per_s(r.resumed, r.resume_elapsed.as_secs_f64()));
-                out.push_str(&latency_row(
-                    "W3",
-                    "park: start → waiting",
-                    &r.start,
-                    &parks,
-                    "",
-                ));
-                out.push('\n');
-                out.push_str(&latency_row(
-                    "W3",
-                    "resume → completed",
-                    &r.resume,
-                    &resumes,
-                    "",
-                ));
-                out.push('\n');
+                let rows: &[(&str, &Latency, &str)] = if ack {
+                    &[
+                        ("call: park start (ack)", &r.start_call, ""),
+                        ("observed: park start → waiting", &r.start, &parks),
+                        ("call: resume (ack)", &r.resume_call, ""),
+                        ("observed: resume → completed", &r.resume, &resumes),
+                    ]
+                } else {
+                    &[
+                        ("park: start → waiting", &r.start, &parks),
+                        ("resume → completed", &r.resume, &resumes),
+                    ]
+                };
+                for (what, l, rate) in rows {
+                    out.push_str(&latency_row("W3", what, l, rate, ""));
+                    out.push('\n');
+                }
             }
         }
     }
@@ -477,28 +529,45 @@ pub fn table(meta: &Meta, outcomes: &[Outcome]) -> String {
     out
 }
 
-/// The latency distributions to draw: `(label, curve)` for each measured call or run.
-pub fn chart_series(outcomes: &[Outcome]) -> Vec<(String, Vec<(f64, f64)>)> {
+/// The latency distributions to draw: `(label, curve)` for each measured call or run. With
+/// [`Calls::Ack`] the acknowledged calls are labelled `(ack)` and W1 and W3 add their calls.
+pub fn chart_series(calls: Calls, outcomes: &[Outcome]) -> Vec<(String, Vec<(f64, f64)>)> {
     const POINTS: usize = 120;
+    let ack = calls == Calls::Ack;
+    let call = |name: &str| {
+        if ack {
+            format!("{name} (ack)")
+        } else {
+            name.to_string()
+        }
+    };
     let mut series = Vec::new();
     for o in outcomes {
         match o {
-            Outcome::W1(r) => series.push(("W1 run".to_string(), r.run.curve(POINTS))),
+            Outcome::W1(r) => {
+                series.push(("W1 run".to_string(), r.run.curve(POINTS)));
+                if ack {
+                    series.push((call("W1 start"), r.start_call.curve(POINTS)));
+                }
+            }
             Outcome::W2(r) => {
                 series.push(("W2 run".to_string(), r.run.curve(POINTS)));
-                series.push(("W2 start".to_string(), r.start.curve(POINTS)));
-                series.push(("W2 resume form".to_string(), r.resume_form.curve(POINTS)));
+                series.push((call("W2 start"), r.start.curve(POINTS)));
+                series.push((call("W2 resume form"), r.resume_form.curve(POINTS)));
                 series.push((
                     "W2 GET approvals".to_string(),
                     r.get_approvers.curve(POINTS),
                 ));
-                series.push((
-                    "W2 resume approval".to_string(),
-                    r.resume_approval.curve(POINTS),
-                ));
+                series.push((call("W2 resume approval"), r.resume_approval.curve(POINTS)));
             }
             Outcome::W3(r) => {
+                if ack {
+                    series.push((call("W3 park start"), r.start_call.curve(POINTS)));
+                }
                 series.push(("W3 park".to_string(), r.start.curve(POINTS)));
+                if ack {
+                    series.push((call("W3 resume"), r.resume_call.curve(POINTS)));
+                }
                 series.push(("W3 resume→completed".to_string(), r.resume.curve(POINTS)));
             }
         }
@@ -521,6 +590,7 @@ mod tests {
             runs: 300,
             warmup: 30,
             wait_ms: 30_000,
+            calls: Calls::Settled,
             max_seconds: 300,
             url: "http://127.0.0.1:1".into(),
             binary: None,
@@ -545,6 +615,7 @@ mod tests {
             errors,
             elapsed: Duration::from_secs(2),
             run: latency(&[100, 200, 300, 400]),
+            start_call: latency(&[1, 2, 3, 4]),
             rss: Rss {
                 idle: Some(20.0),
                 peak: Some(30.5),
@@ -678,9 +749,184 @@ mod tests {
         assert!(t.contains("- W1: http 503×1"), "{t}");
     }
 
+    fn ack_meta() -> Meta {
+        Meta {
+            calls: Calls::Ack,
+            ..meta()
+        }
+    }
+
+    /// A W2 result whose call and observed figures differ, as they do with `--calls ack`.
+    fn w2_ack() -> W2Result {
+        W2Result {
+            attempted: 2,
+            completed: 2,
+            elapsed: Duration::from_secs(1),
+            run: latency(&[300, 400]),
+            start: latency(&[3, 4]),
+            start_to_waiting: latency(&[30, 40]),
+            resume_form: latency(&[5, 6]),
+            resume_form_to_waiting: latency(&[150, 160]),
+            get_approvers: latency(&[1, 2]),
+            resume_approval: latency(&[7, 8]),
+            resume_approval_to_completed: latency(&[70, 80]),
+            ..W2Result::default()
+        }
+    }
+
+    fn w3_ack() -> W3Result {
+        W3Result {
+            started: 10,
+            parked: 10,
+            park_elapsed: Duration::from_secs(1),
+            start: latency(&[20; 10]),
+            start_call: latency(&[2; 10]),
+            resume_requested: 5,
+            resumed: 5,
+            resume_elapsed: Duration::from_secs(1),
+            resume: latency(&[50; 5]),
+            resume_call: latency(&[4; 5]),
+            ..W3Result::default()
+        }
+    }
+
+    #[test]
+    fn ack_tables_label_each_row_by_what_was_timed() {
+        let t = table(
+            &ack_meta(),
+            &[
+                Outcome::W1(Box::new(w1())),
+                Outcome::W2(Box::new(w2_ack())),
+                Outcome::W3(Box::new(w3_ack())),
+            ],
+        );
+        assert!(t.contains("warm-up 30 · calls ack · http://"), "{t}");
+        for row in [
+            "| W1 | run: start → completed | 4 |",
+            "| W1 | call: start (ack) | 4 |",
+            "| W2 | run: start → completed | 2 |",
+            "| W2 | call: start (ack) | 2 |",
+            "| W2 | observed: start → form wait | 2 |",
+            "| W2 | call: resume form (ack) | 2 |",
+            "| W2 | observed: resume form → approval wait | 2 |",
+            "| W2 | call: GET approvals | 2 |",
+            "| W2 | call: resume approval (ack) | 2 |",
+            "| W2 | observed: resume approval → completed | 2 |",
+            "| W3 | call: park start (ack) | 10 |",
+            "| W3 | observed: park start → waiting | 10 | 10.0 |",
+            "| W3 | call: resume (ack) | 5 |",
+            "| W3 | observed: resume → completed | 5 | 5.0 |",
+        ] {
+            assert!(t.contains(row), "missing {row}:\n{t}");
+        }
+        for settled_only in [
+            "(→ form wait)",
+            "(→ completed)",
+            "| W3 | resume → completed |",
+        ] {
+            assert!(!t.contains(settled_only), "{settled_only}:\n{t}");
+        }
+    }
+
+    #[test]
+    fn settled_tables_keep_the_labels_they_always_had() {
+        let t = table(
+            &meta(),
+            &[
+                Outcome::W1(Box::new(w1())),
+                Outcome::W2(Box::new(w2_ack())),
+                Outcome::W3(Box::new(w3_ack())),
+            ],
+        );
+        assert!(!t.contains("calls"), "{t}");
+        assert!(!t.contains("(ack)") && !t.contains("observed"), "{t}");
+        for row in [
+            "| W2 | call: start (→ form wait) | 2 |",
+            "| W2 | call: resume form (→ approval wait) | 2 |",
+            "| W2 | call: GET approvals (approver token) | 2 |",
+            "| W2 | call: resume approval (→ completed) | 2 |",
+            "| W3 | park: start → waiting | 10 | 10.0 |",
+            "| W3 | resume → completed | 5 | 5.0 |",
+        ] {
+            assert!(t.contains(row), "missing {row}:\n{t}");
+        }
+    }
+
+    #[test]
+    fn json_names_the_calls_mode_and_keeps_calls_apart_from_observed_times() {
+        let settled = to_json(&meta(), &Outcome::W1(Box::new(w1())));
+        assert_eq!(settled["params"]["calls"], "settled");
+        assert_eq!(settled["params"]["wait_ms"], 30_000);
+
+        let v = to_json(&ack_meta(), &Outcome::W1(Box::new(w1())));
+        assert_eq!(v["params"]["calls"], "ack");
+        assert_eq!(v["params"]["wait_ms"], 30_000);
+        assert!(
+            v["start_call_latency_ms"]["max"].as_f64() < Some(10.0),
+            "{v}"
+        );
+        assert!(v["run_latency_ms"]["max"].as_f64() > Some(300.0), "{v}");
+
+        let v = to_json(&ack_meta(), &Outcome::W2(Box::new(w2_ack())));
+        let max = |k: &str| v["latency_ms"][k]["max"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            max("start_call") < 5.0 && max("start_to_waiting") > 30.0,
+            "{v}"
+        );
+        assert!(
+            max("resume1_call") < 7.0 && max("resume1_to_waiting") > 150.0,
+            "{v}"
+        );
+        assert!(
+            max("resume2_call") < 9.0 && max("resume2_to_completed") > 70.0,
+            "{v}"
+        );
+        assert!(max("run_total") > 300.0, "{v}");
+        assert_eq!(
+            v["call_latency_ms"]["resume_approval"],
+            v["latency_ms"]["resume2_call"]
+        );
+
+        let v = to_json(&ack_meta(), &Outcome::W3(Box::new(w3_ack())));
+        let max = |k: &str| v[k]["max"].as_f64().unwrap_or(f64::NAN);
+        assert!(max("start_call_latency_ms") < 3.0, "{v}");
+        assert!(max("start_to_parked_ms") > 19.0, "{v}");
+        assert!(max("resume_call_latency_ms") < 5.0, "{v}");
+        assert!(max("resume_to_complete_ms") > 49.0, "{v}");
+        assert_eq!(v["resume_call_latency_ms"]["n"], 5);
+    }
+
+    #[test]
+    fn ack_chart_series_label_the_acknowledged_calls() {
+        let names: Vec<String> = chart_series(
+            Calls::Ack,
+            &[
+                Outcome::W1(Box::new(w1())),
+                Outcome::W2(Box::new(w2_ack())),
+                Outcome::W3(Box::new(w3_ack())),
+            ],
+        )
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+        for name in [
+            "W1 start (ack)",
+            "W2 start (ack)",
+            "W2 resume approval (ack)",
+            "W3 park start (ack)",
+            "W3 resume (ack)",
+            "W3 resume→completed",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
+    }
+
     #[test]
     fn chart_series_skip_empty_distributions() {
-        let s = chart_series(&[Outcome::W1(Box::new(w1())), Outcome::W2(Box::default())]);
+        let s = chart_series(
+            Calls::Settled,
+            &[Outcome::W1(Box::new(w1())), Outcome::W2(Box::default())],
+        );
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].0, "W1 run");
     }

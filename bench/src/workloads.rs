@@ -9,9 +9,12 @@
 //! - **W3 parked**: park N runs on a form, read the server's RSS, then resume a random 1,000
 //!   of them to completion.
 //!
-//! Every start and resume sends `wait_ms`, so one call returns once the run has settled; a run
-//! still `running` when `wait_ms` ran out is followed with `GET …?wait_ms=` (timed as part of
-//! the call's "observed" figure). Failures are counted by kind, never panicked on.
+//! With `--calls settled` (the default) every start and resume sends `wait_ms`, so one call
+//! returns once the run has settled; a run still `running` when `wait_ms` ran out is followed
+//! with `GET …?wait_ms=` (timed as part of the call's "observed" figure). With `--calls ack`
+//! starts and resumes send no `wait_ms`: the call is timed until the server acknowledges it,
+//! and the run is then followed with `GET …?wait_ms=` until it settles (the "observed"
+//! figure, from the same instant). Failures are counted by kind, never panicked on.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,6 +117,9 @@ pub struct W1Result {
     pub elapsed: Duration,
     /// Start call → completed observed, per completed run.
     pub run: Latency,
+    /// The start call alone, per completed run (with `--calls settled` it waits for the run
+    /// to settle too).
+    pub start_call: Latency,
     /// Server RSS.
     pub rss: Rss,
     /// CPU seconds the server used in the measured phase.
@@ -171,6 +177,8 @@ pub struct W3Result {
     pub park_elapsed: Duration,
     /// Start call → observed parked.
     pub start: Latency,
+    /// The start call alone, per parked run.
+    pub start_call: Latency,
     /// Server RSS before parking (after warm-up), MiB.
     pub rss_idle: Option<f64>,
     /// Server RSS with every run parked, MiB.
@@ -185,6 +193,8 @@ pub struct W3Result {
     pub resume_elapsed: Duration,
     /// Resume call → observed completed.
     pub resume: Latency,
+    /// The resume call alone, per resumed run.
+    pub resume_call: Latency,
     /// CPU seconds the server used to park the runs.
     pub park_cpu_s: Option<f64>,
     /// CPU seconds the server used to resume them.
@@ -257,14 +267,17 @@ where
     (started.elapsed(), taken.load(Ordering::Relaxed))
 }
 
-async fn w1_once(api: &Api, i: usize) -> Result<(), CallError> {
+/// One W1 run; returns how long the start call took.
+async fn w1_once(api: &Api, i: usize) -> Result<Duration, CallError> {
+    let t0 = Instant::now();
     let run = api.start(W1_ID, json!({"bench": i})).await?;
+    let call = t0.elapsed();
     let run = api.settle(run, SETTLE_LIMIT).await?;
     api::expect_completed(&run)?;
-    Ok(())
+    Ok(call)
 }
 
-/// W1 chain10: `opts.runs` runs of 10 checkpointed steps, each started with `wait_ms`.
+/// W1 chain10: `opts.runs` runs of 10 checkpointed steps, each timed until completed.
 pub async fn w1(api: &Api, opts: &Options) -> anyhow::Result<W1Result> {
     api.ensure_workflow(W1_ID, &w1_yaml()).await?;
     warmup(api, opts, "W1", |a, i| async move {
@@ -287,9 +300,10 @@ pub async fn w1(api: &Api, opts: &Options) -> anyhow::Result<W1Result> {
             let took = t0.elapsed();
             let mut r = lock(&r);
             match outcome {
-                Ok(()) => {
+                Ok(call) => {
                     r.completed += 1;
                     r.run.record(took);
+                    r.start_call.record(call);
                 }
                 Err(e) => r.errors.add(e.kind(), e.describe()),
             }
@@ -444,27 +458,34 @@ struct Parked {
     token: String,
 }
 
-async fn w3_park(api: &Api, i: usize) -> Result<Parked, CallError> {
+/// Parks one W3 run; returns it and how long the start call took.
+async fn w3_park(api: &Api, i: usize) -> Result<(Parked, Duration), CallError> {
+    let t0 = Instant::now();
     let run = api.start(W3_ID, json!({"bench": i})).await?;
+    let call = t0.elapsed();
     let run = api.settle(run, SETTLE_LIMIT).await?;
     api::expect_waiting(&run, "form")?;
     let id = api::run_id(&run).ok_or_else(|| missing("no run id", "the run has no `id`"))?;
     let token = api::form_token(&run)
         .ok_or_else(|| missing("no resume_token", "the form wait has no `resume_token`"))?;
-    Ok(Parked {
+    let parked = Parked {
         id: id.to_string(),
         token: token.to_string(),
-    })
+    };
+    Ok((parked, call))
 }
 
-async fn w3_resume(api: &Api, p: &Parked, i: usize) -> Result<(), CallError> {
+/// Resumes one parked W3 run to completion; returns how long the resume call took.
+async fn w3_resume(api: &Api, p: &Parked, i: usize) -> Result<Duration, CallError> {
     let value = i64::try_from(i).unwrap_or(0);
+    let t0 = Instant::now();
     let run = api
         .resume_form(&p.id, &p.token, json!({"value": value}))
         .await?;
+    let call = t0.elapsed();
     let run = api.settle(run, SETTLE_LIMIT).await?;
     api::expect_completed(&run)?;
-    Ok(())
+    Ok(call)
 }
 
 /// W3 parked: park `opts.runs` runs on a form, read the server's RSS, then resume a random
@@ -472,8 +493,8 @@ async fn w3_resume(api: &Api, p: &Parked, i: usize) -> Result<(), CallError> {
 pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
     api.ensure_workflow(W3_ID, &w3_yaml()).await?;
     warmup(api, opts, "W3", |a, i| async move {
-        let parked = w3_park(&a, i).await?;
-        w3_resume(&a, &parked, i).await
+        let (parked, _) = w3_park(&a, i).await?;
+        w3_resume(&a, &parked, i).await.map(drop)
     })
     .await;
 
@@ -487,11 +508,13 @@ pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
     struct ParkState {
         parked: Vec<Parked>,
         start: Latency,
+        start_call: Latency,
         errors: Errors,
     }
     let state = Arc::new(Mutex::new(ParkState {
         parked: Vec::with_capacity(opts.runs),
         start: Latency::new(),
+        start_call: Latency::new(),
         errors: Errors::default(),
     }));
     let pb = bar(opts.runs, "W3 park", opts.progress);
@@ -505,9 +528,10 @@ pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
                 let took = t0.elapsed();
                 let mut s = lock(&s);
                 match outcome {
-                    Ok(p) => {
+                    Ok((p, call)) => {
                         s.parked.push(p);
                         s.start.record(took);
+                        s.start_call.record(call);
                     }
                     Err(e) => s.errors.add(e.kind(), e.describe()),
                 }
@@ -517,12 +541,14 @@ pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
     let ParkState {
         mut parked,
         start,
+        start_call,
         errors: park_errors,
     } = std::mem::replace(
         &mut *lock(&state),
         ParkState {
             parked: Vec::new(),
             start: Latency::new(),
+            start_call: Latency::new(),
             errors: Errors::default(),
         },
     );
@@ -536,7 +562,14 @@ pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
     parked.truncate(opts.resume.min(parked.len()));
     let picked = Arc::new(parked);
     let n_picked = picked.len();
-    let resume_state = Arc::new(Mutex::new((Latency::new(), Errors::default(), 0u64)));
+    #[derive(Default)]
+    struct ResumeState {
+        resume: Latency,
+        resume_call: Latency,
+        errors: Errors,
+        resumed: u64,
+    }
+    let resume_state = Arc::new(Mutex::new(ResumeState::default()));
     let pb = bar(n_picked, "W3 resume", opts.progress);
     let (a, s, p) = (api.clone(), resume_state.clone(), picked.clone());
     let (resume_elapsed, _) = closed_loop(n_picked, opts.concurrency, opts.max_time, &pb, {
@@ -549,17 +582,23 @@ pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
                 let took = t0.elapsed();
                 let mut s = lock(&s);
                 match outcome {
-                    Ok(()) => {
-                        s.0.record(took);
-                        s.2 += 1;
+                    Ok(call) => {
+                        s.resume.record(took);
+                        s.resume_call.record(call);
+                        s.resumed += 1;
                     }
-                    Err(e) => s.1.add(e.kind(), e.describe()),
+                    Err(e) => s.errors.add(e.kind(), e.describe()),
                 }
             }
         }
     })
     .await;
-    let (resume, resume_errors, resumed) = std::mem::take(&mut *lock(&resume_state));
+    let ResumeState {
+        resume,
+        resume_call,
+        errors: resume_errors,
+        resumed,
+    } = std::mem::take(&mut *lock(&resume_state));
     let resume_cpu_s = sys::cpu_since(opts.server_pid, cpu_resume_start);
 
     Ok(W3Result {
@@ -568,6 +607,7 @@ pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
         park_errors,
         park_elapsed,
         start,
+        start_call,
         rss_idle,
         rss_parked,
         resume_requested: n_picked as u64,
@@ -575,6 +615,7 @@ pub async fn w3(api: &Api, opts: &Options) -> anyhow::Result<W3Result> {
         resume_errors,
         resume_elapsed,
         resume,
+        resume_call,
         park_cpu_s,
         resume_cpu_s,
         load: (load_start, sys::loadavg1()),
