@@ -801,22 +801,6 @@ async fn insert_runs(
     Ok(())
 }
 
-/// The [`NewRun`] a built run came from, to create it again on its own.
-fn renew(run: Run, events: Vec<EventRecord>) -> NewRun {
-    NewRun {
-        id: run.id,
-        workflow_id: run.workflow_id,
-        workflow_version: run.workflow_version,
-        context: run.context,
-        pins: run.pins,
-        idempotency_key: run.idempotency_key,
-        request_fingerprint: run.request_fingerprint,
-        created_by: run.created_by,
-        created_at: run.created_at,
-        events,
-    }
-}
-
 #[async_trait]
 impl RunStore for PgStore {
     async fn create_run(&self, new: NewRun) -> Result<CreatedRun, StoreError> {
@@ -913,7 +897,7 @@ impl RunStore for PgStore {
                 // run cannot fail its neighbours.
                 tracing::debug!(error = %e, size = built.len(), "run batch failed; creating one by one");
                 for (i, run, events) in built {
-                    results[i] = Some(self.create_run(renew(run, events)).await);
+                    results[i] = Some(self.create_run(super::rows::renew(run, events)).await);
                 }
             }
         }

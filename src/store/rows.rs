@@ -301,6 +301,22 @@ pub(super) fn run_page(mut items: Vec<Run>, limit: usize) -> Page<Run, RunCursor
     Page { items, next_after }
 }
 
+/// The [`NewRun`] a built run came from, to create it again on its own.
+pub(super) fn renew(run: Run, events: Vec<EventRecord>) -> NewRun {
+    NewRun {
+        id: run.id,
+        workflow_id: run.workflow_id,
+        workflow_version: run.workflow_version,
+        context: run.context,
+        pins: run.pins,
+        idempotency_key: run.idempotency_key,
+        request_fingerprint: run.request_fingerprint,
+        created_by: run.created_by,
+        created_at: run.created_at,
+        events,
+    }
+}
+
 /// The run [`create_run`](scaff_core::store::RunStore::create_run) stores for `new`.
 pub(super) fn new_run(new: NewRun) -> (Run, Vec<EventRecord>) {
     let run = Run {

@@ -82,6 +82,34 @@ impl SqliteStore {
             .map_err(ConnectError::Open)?;
         Ok(Self { write, read })
     }
+
+    /// Inserts new runs without idempotency keys, with their creation events, in one
+    /// transaction on the writer connection (one commit for the batch).
+    async fn insert_runs(
+        &self,
+        runs: &[(usize, Run, Vec<EventRecord>)],
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.write.begin().await?;
+        for (_, run, events) in runs {
+            sqlx::query(
+                "INSERT INTO runs (id, workflow_id, workflow_version, status, context, pins, \
+                 version, step_seq, event_seq, created_by, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, 0, 0, ?6, ?7, ?8, ?8)",
+            )
+            .bind(text_id(run.id))
+            .bind(&run.workflow_id)
+            .bind(run.workflow_version)
+            .bind(Json(&run.context))
+            .bind(Json(&run.pins))
+            .bind(run.event_seq)
+            .bind(&run.created_by)
+            .bind(ts(run.created_at))
+            .execute(&mut *tx)
+            .await?;
+            insert_events(&mut tx, run.id, events).await?;
+        }
+        tx.commit().await
+    }
 }
 
 #[async_trait]
@@ -438,6 +466,51 @@ impl RunStore for SqliteStore {
                 run.id
             ))),
         }
+    }
+
+    async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreatedRun, StoreError>> {
+        let mut results: Vec<Option<Result<CreatedRun, StoreError>>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        // Runs with an idempotency key may meet an earlier run: they take the single path.
+        let (keyless, keyed): (Vec<(usize, NewRun)>, Vec<(usize, NewRun)>) = batch
+            .into_iter()
+            .enumerate()
+            .partition(|(_, n)| n.idempotency_key.is_none());
+        if keyless.len() > 1 {
+            let built: Vec<(usize, Run, Vec<EventRecord>)> = keyless
+                .into_iter()
+                .map(|(i, n)| {
+                    let (run, events) = new_run(n);
+                    (i, run, events)
+                })
+                .collect();
+            match self.insert_runs(&built).await {
+                Ok(()) => {
+                    for (i, run, _) in built {
+                        results[i] = Some(Ok(CreatedRun::New(run)));
+                    }
+                }
+                Err(e) => {
+                    // Rolled back as a whole: create each on its own, so one bad run cannot
+                    // fail its neighbours.
+                    tracing::debug!(error = %e, size = built.len(), "run batch failed; creating one by one");
+                    for (i, run, events) in built {
+                        results[i] = Some(self.create_run(super::rows::renew(run, events)).await);
+                    }
+                }
+            }
+        } else {
+            for (i, new) in keyless {
+                results[i] = Some(self.create_run(new).await);
+            }
+        }
+        for (i, new) in keyed {
+            results[i] = Some(self.create_run(new).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("run not created".into()))))
+            .collect()
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
