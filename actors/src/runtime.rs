@@ -7,6 +7,7 @@ use dashmap::DashMap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use scaff_core::run::machine::Rejection;
+use scaff_core::run::step::CompiledWorkflow;
 use scaff_core::run::{EventRecord, Run};
 use scaff_core::store::StoreError;
 use serde_json::{Map, Value as Json};
@@ -155,6 +156,18 @@ impl Runtime {
         new: scaff_core::store::NewRun,
     ) -> Result<scaff_core::store::CreatedRun, StoreError> {
         self.creator.create(new).await
+    }
+
+    /// A workflow version compiled (from the cache shared by every run of it; loaded on first
+    /// use), or `None` when the version does not exist.
+    pub async fn workflow(
+        &self,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Arc<CompiledWorkflow>>, CommandError> {
+        self.workflows
+            .find(self.deps.workflows.as_ref(), id, version)
+            .await
     }
 
     /// Begins executing a run just created (status queued).

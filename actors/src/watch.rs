@@ -1,9 +1,9 @@
 //! Run snapshots per run, for clients that wait until a run settles (`wait_ms`), and the bell
 //! rung when a checkpoint arms a timer (so the timer service re-reads its deadline).
 //!
-//! A run's actor publishes the run as it stands after every persisted transition. A channel
-//! exists only while someone watches the run: publishing to a run nobody watches is one map
-//! lookup, and no copy of the run is made. A waiter that subscribes *before* the command it
+//! A run's actor publishes the run as it stands after every persisted transition that leaves
+//! it settled (waiting or finished). A channel exists only while someone watches the run:
+//! publishing to a run nobody watches is one map lookup, and no copy of the run is made. A waiter that subscribes *before* the command it
 //! waits on sees every later transition, so it can answer from the published snapshot instead
 //! of reading the run back from the store.
 
@@ -35,8 +35,13 @@ impl RunWatch {
         self.timers.notified().await;
     }
 
-    /// Announces a run as it now stands (persisted) to its watchers, if any.
+    /// Announces a run as it now stands (persisted) to its watchers, if any — only once it
+    /// has settled (waiting or finished), the only states a watcher waits for, so a run
+    /// stepping on costs no copy.
     pub fn publish(&self, run: &Run) {
+        if !run.status.is_settled() {
+            return;
+        }
         if let Some(tx) = self.channels.get(&run.id) {
             tx.send_replace(Some(Arc::new(run.clone())));
         }

@@ -24,22 +24,35 @@ impl WorkflowCache {
         id: &str,
         version: i64,
     ) -> Result<Arc<CompiledWorkflow>, CommandError> {
-        if let Some(wf) = self.compiled.get(&(id.to_string(), version)) {
-            return Ok(wf.clone());
-        }
-        let stored = store.workflow_version(id, version).await?.ok_or_else(|| {
+        self.find(store, id, version).await?.ok_or_else(|| {
             CommandError::Workflow(format!("workflow `{id}` version {version} does not exist"))
-        })?;
+        })
+    }
+
+    /// Like [`WorkflowCache::get`], with `None` for a version that does not exist.
+    pub(crate) async fn find(
+        &self,
+        store: &dyn WorkflowStore,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Arc<CompiledWorkflow>>, CommandError> {
+        if let Some(wf) = self.compiled.get(&(id.to_string(), version)) {
+            return Ok(Some(wf.clone()));
+        }
+        let Some(stored) = store.workflow_version(id, version).await? else {
+            return Ok(None);
+        };
         let def: Workflow = serde_json::from_value(stored.definition)
             .map_err(|e| CommandError::Workflow(format!("stored definition does not load: {e}")))?;
         let compiled = Arc::new(
             CompiledWorkflow::compile(id.to_string(), version, def)
                 .map_err(CommandError::Workflow)?,
         );
-        Ok(self
-            .compiled
-            .entry((id.to_string(), version))
-            .or_insert(compiled)
-            .clone())
+        Ok(Some(
+            self.compiled
+                .entry((id.to_string(), version))
+                .or_insert(compiled)
+                .clone(),
+        ))
     }
 }

@@ -355,11 +355,9 @@ fn fingerprint(req: &StartRequest) -> String {
 /// rehydrated runs render the same prompt: a pinned `id@v` as written, otherwise the latest.
 async fn pin_templates(
     state: &AppState,
-    definition: &Json,
+    def: &scaff_core::workflow::Workflow,
 ) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
     let mut pins = std::collections::BTreeMap::new();
-    let def: scaff_core::workflow::Workflow = serde_json::from_value(definition.clone())
-        .map_err(|e| ApiError::Internal(format!("a stored definition does not load: {e}")))?;
     for step in &def.steps {
         let scaff_core::workflow::StepKind::AiGenerate(cfg) = &step.kind else {
             continue;
@@ -556,9 +554,15 @@ pub async fn start(
             refuse_nul(&Json::Object(map.clone()), name)?;
         }
     }
-    let workflow = match req.version {
-        Some(v) => state.store.workflow_version(&req.workflow_id, v).await?,
-        None => state.store.latest_workflow(&req.workflow_id).await?,
+    // The compiled version (cached, shared with the runs): no definition is read or parsed
+    // per start once a version is in use.
+    let version = match req.version {
+        Some(v) => Some(v),
+        None => state.store.latest_version(&req.workflow_id).await?,
+    };
+    let workflow = match version {
+        Some(v) => state.runtime.workflow(&req.workflow_id, v).await?,
+        None => None,
     }
     .ok_or_else(|| {
         ApiError::NotFound(match req.version {
@@ -566,12 +570,7 @@ pub async fn start(
             None => format!("workflow `{}` does not exist", req.workflow_id),
         })
     })?;
-    let static_data = workflow
-        .definition
-        .get("static")
-        .and_then(Json::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let static_data = workflow.def.static_data.clone();
     let now = state.clock.now();
     let new = NewRun {
         id: Uuid::now_v7(),
@@ -583,7 +582,7 @@ pub async fn start(
             inputs: req.inputs.clone().unwrap_or_default(),
             runtime: Map::new(),
         },
-        pins: pin_templates(&state, &workflow.definition).await?,
+        pins: pin_templates(&state, &workflow.def).await?,
         request_fingerprint: key.as_ref().map(|_| fingerprint(&req)),
         idempotency_key: key,
         created_by: caller.actor(),

@@ -173,6 +173,14 @@ impl WorkflowStore for PgStore {
         )))
     }
 
+    async fn latest_version(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT max(version) FROM workflows WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn latest_workflow(&self, id: &str) -> Result<Option<WorkflowVersion>, StoreError> {
         sqlx::query_as::<_, VersionRow>(
             "SELECT id, version, name, description, definition, source_yaml, start_step, \

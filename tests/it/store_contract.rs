@@ -74,6 +74,7 @@ async fn versions_count_up_and_stay_immutable(db: &TestDb) {
     assert_eq!((v2.version, v3.version), (2, 3));
     assert_eq!(s.workflow_version("wf", 1).await.expect("read"), Some(v1));
     assert_eq!(s.latest_workflow("wf").await.expect("read"), Some(v3));
+    assert_eq!(s.latest_version("wf").await.expect("read"), Some(3));
 }
 
 async fn a_version_of_an_unknown_workflow_is_not_found(db: &TestDb) {
@@ -84,6 +85,7 @@ async fn a_version_of_an_unknown_workflow_is_not_found(db: &TestDb) {
         .expect_err("unknown");
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     assert_eq!(db.store.latest_workflow("ghost").await.expect("read"), None);
+    assert_eq!(db.store.latest_version("ghost").await.expect("read"), None);
 }
 
 async fn a_stated_version_must_be_the_next_one(db: &TestDb) {

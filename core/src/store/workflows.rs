@@ -97,6 +97,12 @@ pub trait WorkflowStore: Send + Sync {
     /// The latest version of a workflow.
     async fn latest_workflow(&self, id: &str) -> Result<Option<WorkflowVersion>, StoreError>;
 
+    /// The number of the workflow's latest version, without its definition (what a start
+    /// needs when the compiled workflow is already at hand). The default reads the version.
+    async fn latest_version(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.latest_workflow(id).await?.map(|w| w.version))
+    }
+
     /// One version of a workflow.
     async fn workflow_version(
         &self,
