@@ -429,3 +429,24 @@ pub struct ApprovalConfig {
 fn one() -> u32 {
     1
 }
+
+#[cfg(test)]
+mod tests {
+    /// Only model and HTTP calls act outside the run before their checkpoint.
+    #[test]
+    fn only_model_and_http_steps_reach_out() {
+        let triage = crate::workflow::parse(include_str!("../../../examples/triage.yaml"))
+            .expect("triage.yaml parses");
+        let human = crate::workflow::parse(include_str!("../../../examples/human_loop.yaml"))
+            .expect("human_loop.yaml parses");
+        let mut seen = std::collections::BTreeMap::new();
+        for step in triage.steps.iter().chain(&human.steps) {
+            seen.insert(step.kind.type_name(), step.kind.reaches_out());
+        }
+        assert_eq!(seen.get("ai_generate"), Some(&true));
+        assert_eq!(seen.get("api_call"), Some(&true));
+        for quiet in ["form", "approval", "conditional"] {
+            assert_eq!(seen.get(quiet), Some(&false), "{quiet}");
+        }
+    }
+}
