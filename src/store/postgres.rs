@@ -737,10 +737,7 @@ impl PgStore {
 }
 
 /// Inserts new runs without idempotency keys, with their creation events, in one statement.
-async fn insert_runs(
-    pool: &PgPool,
-    runs: &[(usize, Run, Vec<EventRecord>)],
-) -> Result<(), StoreError> {
+async fn insert_runs(pool: &PgPool, runs: &[super::rows::BuiltRun]) -> Result<(), StoreError> {
     let mut id = Vec::with_capacity(runs.len());
     let mut workflow_id = Vec::with_capacity(runs.len());
     let mut workflow_version = Vec::with_capacity(runs.len());
@@ -871,51 +868,10 @@ impl RunStore for PgStore {
     }
 
     async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreatedRun, StoreError>> {
-        if batch.len() < 2 {
-            let mut results = Vec::with_capacity(batch.len());
-            for new in batch {
-                results.push(self.create_run(new).await);
-            }
-            return results;
-        }
-        // Runs with an idempotency key may meet an earlier run: they take the single path.
-        let (keyless, keyed): (Vec<(usize, NewRun)>, Vec<(usize, NewRun)>) = batch
-            .into_iter()
-            .enumerate()
-            .partition(|(_, n)| n.idempotency_key.is_none());
-        let mut results: Vec<Option<Result<CreatedRun, StoreError>>> =
-            std::iter::repeat_with(|| None)
-                .take(keyless.len() + keyed.len())
-                .collect();
-        let built: Vec<(usize, Run, Vec<EventRecord>)> = keyless
-            .into_iter()
-            .map(|(i, n)| {
-                let (run, events) = new_run(n);
-                (i, run, events)
-            })
-            .collect();
-        match insert_runs(&self.pool, &built).await {
-            Ok(()) => {
-                for (i, run, _) in built {
-                    results[i] = Some(Ok(CreatedRun::New(run)));
-                }
-            }
-            Err(e) => {
-                // Nothing of the statement was written: create each on its own, so one bad
-                // run cannot fail its neighbours.
-                tracing::debug!(error = %e, size = built.len(), "run batch failed; creating one by one");
-                for (i, run, events) in built {
-                    results[i] = Some(self.create_run(super::rows::renew(run, events)).await);
-                }
-            }
-        }
-        for (i, new) in keyed {
-            results[i] = Some(self.create_run(new).await);
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("run not created".into()))))
-            .collect()
+        super::rows::create_runs(self, batch, async |built| {
+            insert_runs(&self.pool, built).await
+        })
+        .await
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {

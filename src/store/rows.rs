@@ -301,8 +301,65 @@ pub(super) fn run_page(mut items: Vec<Run>, limit: usize) -> Page<Run, RunCursor
     Page { items, next_after }
 }
 
+/// A new run of a batch: its position in the batch, the run it creates and its events.
+pub(super) type BuiltRun = (usize, Run, Vec<EventRecord>);
+
+/// `RunStore::create_runs` for a store that can write several runs without idempotency keys
+/// at once (`insert`: one statement or one transaction). Runs with a key may meet an earlier
+/// run, so they take `create_run`; so does every run of a batch that failed as a whole, so one
+/// bad run cannot fail its neighbours. One result per run, in order.
+pub(super) async fn create_runs<S, E>(
+    store: &S,
+    batch: Vec<NewRun>,
+    insert: impl AsyncFnOnce(&[BuiltRun]) -> Result<(), E>,
+) -> Vec<Result<CreatedRun, StoreError>>
+where
+    S: scaff_core::store::RunStore + ?Sized,
+    E: std::fmt::Display,
+{
+    let mut results: Vec<Option<Result<CreatedRun, StoreError>>> =
+        std::iter::repeat_with(|| None).take(batch.len()).collect();
+    let (keyless, keyed): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .enumerate()
+        .partition(|(_, n)| n.idempotency_key.is_none());
+    if keyless.len() > 1 {
+        let built: Vec<BuiltRun> = keyless
+            .into_iter()
+            .map(|(i, n)| {
+                let (run, events) = new_run(n);
+                (i, run, events)
+            })
+            .collect();
+        match insert(&built).await {
+            Ok(()) => {
+                for (i, run, _) in built {
+                    results[i] = Some(Ok(CreatedRun::New(run)));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, size = built.len(), "run batch failed; creating one by one");
+                for (i, run, events) in built {
+                    results[i] = Some(store.create_run(renew(run, events)).await);
+                }
+            }
+        }
+    } else {
+        for (i, new) in keyless {
+            results[i] = Some(store.create_run(new).await);
+        }
+    }
+    for (i, new) in keyed {
+        results[i] = Some(store.create_run(new).await);
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("run not created".into()))))
+        .collect()
+}
+
 /// The [`NewRun`] a built run came from, to create it again on its own.
-pub(super) fn renew(run: Run, events: Vec<EventRecord>) -> NewRun {
+fn renew(run: Run, events: Vec<EventRecord>) -> NewRun {
     NewRun {
         id: run.id,
         workflow_id: run.workflow_id,

@@ -85,10 +85,7 @@ impl SqliteStore {
 
     /// Inserts new runs without idempotency keys, with their creation events, in one
     /// transaction on the writer connection (one commit for the batch).
-    async fn insert_runs(
-        &self,
-        runs: &[(usize, Run, Vec<EventRecord>)],
-    ) -> Result<(), sqlx::Error> {
+    async fn insert_runs(&self, runs: &[super::rows::BuiltRun]) -> Result<(), sqlx::Error> {
         let mut tx = self.write.begin().await?;
         for (_, run, events) in runs {
             sqlx::query(
@@ -477,48 +474,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn create_runs(&self, batch: Vec<NewRun>) -> Vec<Result<CreatedRun, StoreError>> {
-        let mut results: Vec<Option<Result<CreatedRun, StoreError>>> =
-            std::iter::repeat_with(|| None).take(batch.len()).collect();
-        // Runs with an idempotency key may meet an earlier run: they take the single path.
-        let (keyless, keyed): (Vec<(usize, NewRun)>, Vec<(usize, NewRun)>) = batch
-            .into_iter()
-            .enumerate()
-            .partition(|(_, n)| n.idempotency_key.is_none());
-        if keyless.len() > 1 {
-            let built: Vec<(usize, Run, Vec<EventRecord>)> = keyless
-                .into_iter()
-                .map(|(i, n)| {
-                    let (run, events) = new_run(n);
-                    (i, run, events)
-                })
-                .collect();
-            match self.insert_runs(&built).await {
-                Ok(()) => {
-                    for (i, run, _) in built {
-                        results[i] = Some(Ok(CreatedRun::New(run)));
-                    }
-                }
-                Err(e) => {
-                    // Rolled back as a whole: create each on its own, so one bad run cannot
-                    // fail its neighbours.
-                    tracing::debug!(error = %e, size = built.len(), "run batch failed; creating one by one");
-                    for (i, run, events) in built {
-                        results[i] = Some(self.create_run(super::rows::renew(run, events)).await);
-                    }
-                }
-            }
-        } else {
-            for (i, new) in keyless {
-                results[i] = Some(self.create_run(new).await);
-            }
-        }
-        for (i, new) in keyed {
-            results[i] = Some(self.create_run(new).await);
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::Unavailable("run not created".into()))))
-            .collect()
+        super::rows::create_runs(self, batch, async |built| self.insert_runs(built).await).await
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StoreError> {
